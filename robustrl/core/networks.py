@@ -1,0 +1,74 @@
+"""Network building blocks shared by every agent."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int,
+        activation: type[nn.Module] = nn.ReLU, out_gain: float | None = None) -> nn.Sequential:
+    """Plain MLP. `out_gain` sets an orthogonal init on the last layer (PPO heads use 0.01)."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), activation()]
+    last = nn.Linear(dims[-1], out_dim)
+    if out_gain is not None:
+        nn.init.orthogonal_(last.weight, out_gain)
+        nn.init.zeros_(last.bias)
+    layers.append(last)
+    return nn.Sequential(*layers)
+
+
+def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
+    """Orthogonal init of every Linear (the PPO convention) before heads get their own gains."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent Linear layers applied in one batched matmul: (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)  # nn.Linear's default init, per member
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """`n` MLPs evaluated together (twin critics cost one batched pass instead of two).
+
+    Input (B, in) is shared by all members; output is (n, B, out).
+    """
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int):
+        super().__init__()
+        self.n = n
+        dims = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source, in one fused call over all parameters."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

@@ -1,0 +1,238 @@
+"""One registry for every environment id, filled from the TOML specs in `envs/`.
+
+An id is `family/name` (`mujoco/Hopper-v5`, `traffic/2x2grid`). Each family's TOML file names
+an entry point (`module:function`, imported only when an env of that family is made, so that
+`robustrl envs` needs no SUMO), the per-id keyword arguments, and the reward factors with their
+direction and default importance ranking. Users add their own ids with `register`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from robustrl.core.errors import RobustRLError
+from robustrl.core.paths import spec_dir
+
+Kind = Literal["single", "multi"]
+
+
+@dataclass(frozen=True)
+class Factor:
+    """A named reward factor an env reports in `info["reward_factors"]` on every step."""
+
+    name: str
+    direction: Literal["higher", "lower"] = "higher"
+    """Which way is better: HERON and the reports compare factors with this sign."""
+    description: str = ""
+    source: str | None = None
+    """Info key the value is read from (times `scale`); None when the env computes it."""
+    scale: float = 1.0
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "higher" else -1.0
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything the suite knows about an id before making it."""
+
+    id: str
+    entry_point: str | Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    kind: Kind | None = None
+    """single: Gymnasium env; multi: PettingZoo ParallelEnv; None: found out when made."""
+    factors: tuple[Factor, ...] = ()
+    ranking: tuple[str, ...] = ()
+    """Factor names, most important first (HERON's default ranking)."""
+    description: str = ""
+    observation_space: str = ""
+    """str() of the (per-agent) observation space, checked against the real env by the tests."""
+    action_space: str = ""
+    extra: str = ""
+    """The pip extra or package to install when the entry point's import fails."""
+
+    @property
+    def family(self) -> str:
+        return self.id.split("/", 1)[0]
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+# Families whose ids are not enumerated: any name after the prefix is passed to the factory.
+_OPEN_FAMILIES: dict[str, Callable[[str], EnvSpec | None]] = {}
+_LOADED = False
+
+
+def _factor_table(table: dict[str, Any], where: str) -> tuple[Factor, ...]:
+    factors = []
+    for name, fields in table.items():
+        unknown = set(fields) - {"direction", "description", "source", "scale"}
+        if unknown:
+            raise RobustRLError(f"{where}: factor '{name}' has unknown keys {sorted(unknown)}")
+        if fields.get("direction", "higher") not in ("higher", "lower"):
+            raise RobustRLError(f"{where}: factor '{name}' direction must be 'higher' or 'lower'")
+        factors.append(Factor(name=name, **fields))
+    return tuple(factors)
+
+
+def _load_family(path) -> None:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    family = data.get("family", {})
+    name = family.get("name", path.stem)
+    family_factors = _factor_table(data.get("factors", {}), path.name)
+    for env_name, entry in data.get("envs", {}).items():
+        factors = (_factor_table(entry["factors"], path.name) if "factors" in entry
+                   else family_factors)
+        ranking = tuple(entry.get("ranking", family.get("ranking", [f.name for f in factors])))
+        unknown = set(ranking) - {f.name for f in factors}
+        if unknown:
+            raise RobustRLError(f"{path.name}: {env_name} ranks unknown factors {sorted(unknown)}")
+        env_id = f"{name}/{env_name}"
+        _REGISTRY[env_id] = EnvSpec(
+            id=env_id,
+            entry_point=entry.get("entry_point", family.get("entry_point")),
+            kwargs=dict(entry.get("kwargs", {})),
+            kind=entry.get("kind", family.get("kind")),
+            factors=factors,
+            ranking=ranking,
+            description=entry.get("description", family.get("description", "")),
+            observation_space=entry.get("observation_space", ""),
+            action_space=entry.get("action_space", ""),
+            extra=family.get("extra", ""),
+        )
+
+
+def _ensure_loaded() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for path in sorted(spec_dir("envs").glob("*.toml")):
+        _load_family(path)
+    _OPEN_FAMILIES["gym"] = _gym_spec
+
+
+def _gym_spec(name: str) -> EnvSpec | None:
+    """`gym/<id>`: any id in Gymnasium's own registry (classic control, a user's gym.register)."""
+    if name not in gym.registry:
+        return None
+    return EnvSpec(
+        id=f"gym/{name}",
+        entry_point="robustrl.envs.factors:make_gymnasium",
+        kwargs={"gym_id": name},
+        kind="single",
+        factors=(Factor("env_reward", "higher", "the environment's own reward"),),
+        ranking=("env_reward",),
+        description="Gymnasium registry id",
+    )
+
+
+def register(
+    env_id: str,
+    entry_point: str | Callable[..., Any],
+    *,
+    factors: dict[str, str] | None = None,
+    ranking: list[str] | None = None,
+    kind: Kind | None = None,
+    description: str = "",
+    **defaults: Any,
+) -> EnvSpec:
+    """Register a user's Gymnasium env or PettingZoo ParallelEnv under `env_id`.
+
+    `entry_point` is a callable (or "module:attr") returning the env; `defaults` are keyword
+    arguments passed to it. `factors` maps factor name -> "higher"/"lower"; the env reports
+    their values in `info["reward_factors"]` (if it reports none, the env reward is the single
+    factor `env_reward`).
+    """
+    _ensure_loaded()
+    if "/" not in env_id:
+        raise RobustRLError(f"env id '{env_id}' needs a family prefix, e.g. 'custom/{env_id}'")
+    factor_specs = tuple(Factor(n, d) for n, d in (factors or {"env_reward": "higher"}).items())
+    spec = EnvSpec(
+        id=env_id,
+        entry_point=entry_point,
+        kwargs=dict(defaults),
+        kind=kind,
+        factors=factor_specs,
+        ranking=tuple(ranking or [f.name for f in factor_specs]),
+        description=description or "user-registered",
+    )
+    _REGISTRY[env_id] = spec
+    return spec
+
+
+def list_envs(family: str | None = None) -> list[str]:
+    """All registered ids (open families like `gym/` accept more than are listed)."""
+    _ensure_loaded()
+    return sorted(i for i in _REGISTRY if family is None or i.split("/", 1)[0] == family)
+
+
+def spec(env_id: str) -> EnvSpec:
+    """The `EnvSpec` of `env_id`, or a one-line error suggesting close matches."""
+    _ensure_loaded()
+    if env_id in _REGISTRY:
+        return _REGISTRY[env_id]
+    family, _, name = env_id.partition("/")
+    if family in _OPEN_FAMILIES:
+        found = _OPEN_FAMILIES[family](name)
+        if found is not None:
+            return found
+    close = difflib.get_close_matches(env_id, list(_REGISTRY), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise RobustRLError(f"unknown env id '{env_id}'; {hint}(`robustrl envs` lists all ids)")
+
+
+def _resolve(entry_point: str | Callable[..., Any], env_spec: EnvSpec) -> Callable[..., Any]:
+    if callable(entry_point):
+        return entry_point
+    module_name, _, attr = entry_point.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        install = f"pip install '{env_spec.extra}'" if env_spec.extra else "install it"
+        raise RobustRLError(
+            f"{env_spec.id} needs the missing package '{e.name}'; {install}") from None
+    return getattr(module, attr)
+
+
+def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], env_id: str) -> None:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        valid = ", ".join(n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL)
+        raise RobustRLError(f"{env_id}: invalid argument(s) {unknown}; valid: {valid}")
+
+
+def make(env_id: str, **kwargs: Any):
+    """Make the env registered as `env_id`; `kwargs` override the spec's defaults.
+
+    Returns a Gymnasium `Env` (single-agent ids) or a PettingZoo `ParallelEnv` (multi-agent
+    ids) whose step info carries `reward_factors`.
+    """
+    from robustrl.envs.factors import attach_factors
+
+    env_spec = spec(env_id)
+    fn = _resolve(env_spec.entry_point, env_spec)
+    merged = {**env_spec.kwargs, **kwargs}
+    _check_kwargs(fn, merged, env_id)
+    try:
+        env = fn(**merged)
+    except TypeError as e:
+        if "argument" in str(e):
+            raise RobustRLError(f"{env_id}: invalid arguments {sorted(kwargs)}: {e}") from None
+        raise
+    return attach_factors(env, env_spec)

@@ -1,0 +1,288 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), discrete and continuous actions.
+
+Read top to bottom: config, the actor-critic, acting, rollout collection with GAE, the
+clipped update, the loop. Vectorized envs use Gymnasium's same-step autoreset so that a
+time-limit truncation bootstraps from the true final observation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Normal
+
+from robustrl.agents.base import Agent, Callback
+from robustrl.core.episodes import EpisodeStats
+from robustrl.core.networks import mlp, orthogonal_init
+from robustrl.core.normalizer import RunningMeanStd
+
+
+@dataclass
+class PPOConfig:
+    lr: float = 3e-4
+    """Adam learning rate."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """linear: anneal the learning rate to 0 over the requested total steps."""
+    n_envs: int = 8
+    """Parallel environment copies (one vectorized env)."""
+    vector: Literal["sync", "async"] = "sync"
+    """async runs each copy in a subprocess (needed for envs like libsumo's, one per process)."""
+    n_steps: int = 256
+    """Steps per env per rollout (rollout size = n_envs * n_steps)."""
+    n_epochs: int = 10
+    n_minibatches: int = 8
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    """Clipping range of the probability ratio."""
+    clip_value: float | None = None
+    """Clip the value update to this range around the old value (None: no clipping)."""
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: float | None = None
+    """Stop an update's epochs early when the approximate KL exceeds this."""
+    hidden: tuple[int, ...] = (64, 64)
+    activation: Literal["tanh", "relu"] = "tanh"
+    normalize_obs: bool = True
+    """Running mean/std normalization of observations (saved with the agent)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (helps on MuJoCo)."""
+    normalize_advantage: bool = True
+    init_log_std: float = 0.0
+    """Initial log standard deviation of continuous actions (state independent)."""
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, obs_dim: int, action_space: gym.Space, cfg: PPOConfig):
+        super().__init__()
+        act = nn.Tanh if cfg.activation == "tanh" else nn.ReLU
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out_dim = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
+        self.actor = mlp(obs_dim, cfg.hidden, out_dim, act)
+        self.critic = mlp(obs_dim, cfg.hidden, 1, act)
+        orthogonal_init(self)
+        for head, gain in ((self.actor[-1], 0.01), (self.critic[-1], 1.0)):
+            nn.init.orthogonal_(head.weight, gain)
+        self.log_std = nn.Parameter(torch.full((out_dim,), cfg.init_log_std))
+
+    def distribution(self, obs: torch.Tensor):
+        out = self.actor(obs)
+        if self.discrete:
+            return Categorical(logits=out)
+        return Normal(out, self.log_std.exp().expand_as(out))
+
+    def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
+        lp = dist.log_prob(actions)
+        return lp if self.discrete else lp.sum(-1)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+
+class PPO(Agent):
+    name = "ppo"
+    Config = PPOConfig
+    action_spaces = (gym.spaces.Box, gym.spaces.Discrete)
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.obs_dim = int(np.prod(self.observation_space.shape))
+        self.net = ActorCritic(self.obs_dim, self.action_space, cfg)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.obs_rms = RunningMeanStd((self.obs_dim,))
+        self.ret_rms = RunningMeanStd(())
+        self.stats = EpisodeStats(cfg.n_envs)
+        self.envs: gym.vector.VectorEnv | None = None
+        self.obs: np.ndarray | None = None
+        self.discounted = np.zeros(cfg.n_envs)
+        self.updates = 0
+
+    # ----------------------------------------------------------------- acting
+    def _norm_obs(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32).reshape(-1, self.obs_dim)
+        return self.obs_rms.normalize(obs) if self.config.normalize_obs else obs
+
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.config.normalize_obs:
+            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
+            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
+            clip = self.obs_rms.clip
+            obs = ((obs - mean) / std).clamp(-clip, clip)
+        return self.net.actor(obs)
+
+    @property
+    def obs_scale(self) -> np.ndarray:
+        """Std of the observation normalizer: ε of attacks is given in these units."""
+        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        x = torch.from_numpy(self._norm_obs(obs))
+        dist = self.net.distribution(x)
+        if deterministic:
+            a = dist.probs.argmax(-1) if self.net.discrete else dist.mean
+        else:
+            a = dist.sample()
+        a = a.numpy()
+        if not self.net.discrete:
+            a = np.clip(a, self.action_space.low.ravel(), self.action_space.high.ravel())
+        batch_shape = np.shape(obs)[:-1]
+        return a.reshape(batch_shape + self.action_space.shape)
+
+    # ----------------------------------------------------------------- rollouts
+    def _make_envs(self) -> gym.vector.VectorEnv:
+        cfg = self.config
+        first = self.take_env()
+        fns = [lambda: first] + [self.env_fn] * (cfg.n_envs - 1)
+        mode = gym.vector.AutoresetMode.SAME_STEP
+        if cfg.vector == "async":
+            first.close()
+            return gym.vector.AsyncVectorEnv([self.env_fn] * cfg.n_envs, autoreset_mode=mode)
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+
+    def _collect(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        n, t_max = cfg.n_envs, cfg.n_steps
+        obs_buf = np.zeros((t_max, n, self.obs_dim), np.float32)
+        act_buf = np.zeros((t_max, n, *self.action_space.shape), np.float32)
+        logp_buf = np.zeros((t_max, n), np.float32)
+        rew_buf = np.zeros((t_max, n), np.float32)
+        done_buf = np.zeros((t_max, n), np.float32)
+        val_buf = np.zeros((t_max + 1, n), np.float32)
+        for t in range(t_max):
+            if cfg.normalize_obs:
+                self.obs_rms.update(self.obs)
+            x = torch.from_numpy(self._norm_obs(self.obs))
+            with torch.no_grad():
+                dist = self.net.distribution(x)
+                action = dist.sample()
+                logp_buf[t] = self.net.log_prob(dist, action).numpy()
+                val_buf[t] = self.net.value(x).numpy()
+            action = action.numpy()
+            env_action = action if self.net.discrete else np.clip(
+                action, self.action_space.low, self.action_space.high)
+            next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
+            self.stats.step(reward, terminated | truncated)
+            reward = np.asarray(reward, np.float64)
+            if cfg.normalize_reward:
+                self.discounted = self.discounted * cfg.gamma + reward
+                self.ret_rms.update(self.discounted)
+                self.discounted[terminated | truncated] = 0.0
+                reward = reward / self.ret_rms.std
+            cut = truncated & ~terminated
+            if cut.any():  # bootstrap a time-limit cut from the real final observation
+                final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
+                with torch.no_grad():
+                    v_final = self.net.value(torch.from_numpy(self._norm_obs(final))).numpy()
+                reward[cut] += cfg.gamma * v_final
+            obs_buf[t], act_buf[t], rew_buf[t] = x.numpy(), action.reshape(act_buf[t].shape), reward
+            done_buf[t] = terminated | truncated
+            self.obs = next_obs
+        with torch.no_grad():
+            val_buf[t_max] = self.net.value(torch.from_numpy(self._norm_obs(self.obs))).numpy()
+
+        advantages = np.zeros((t_max, n), np.float32)
+        last = np.zeros(n, np.float32)
+        for t in reversed(range(t_max)):
+            not_done = 1.0 - done_buf[t]
+            delta = rew_buf[t] + cfg.gamma * val_buf[t + 1] * not_done - val_buf[t]
+            last = delta + cfg.gamma * cfg.gae_lambda * not_done * last
+            advantages[t] = last
+        returns = advantages + val_buf[:t_max]
+        flat = lambda a: torch.from_numpy(a.reshape(t_max * n, *a.shape[2:]))  # noqa: E731
+        return {"obs": flat(obs_buf), "actions": flat(act_buf), "logp": flat(logp_buf),
+                "advantages": flat(advantages), "returns": flat(returns),
+                "values": flat(val_buf[:t_max])}
+
+    # ----------------------------------------------------------------- update
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        size = batch["obs"].shape[0]
+        mb = size // cfg.n_minibatches
+        actions = batch["actions"].long() if self.net.discrete else batch["actions"]
+        log: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
+                                       "approx_kl": [], "clip_fraction": []}
+        for _ in range(cfg.n_epochs):
+            perm = torch.randperm(size)
+            for start in range(0, size - mb + 1, mb):
+                idx = perm[start:start + mb]
+                dist = self.net.distribution(batch["obs"][idx])
+                logp = self.net.log_prob(dist, actions[idx])
+                log_ratio = logp - batch["logp"][idx]
+                ratio = log_ratio.exp()
+                adv = batch["advantages"][idx]
+                if cfg.normalize_advantage:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = -torch.min(
+                    ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+                value = self.net.value(batch["obs"][idx])
+                value_err = (value - batch["returns"][idx]) ** 2
+                if cfg.clip_value is not None:
+                    old = batch["values"][idx]
+                    clipped = old + (value - old).clamp(-cfg.clip_value, cfg.clip_value)
+                    value_err = torch.max(value_err, (clipped - batch["returns"][idx]) ** 2)
+                value_loss = 0.5 * value_err.mean()
+                entropy = dist.entropy()
+                entropy = (entropy if self.net.discrete else entropy.sum(-1)).mean()
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()
+                    log["approx_kl"].append(approx_kl)
+                    clipped = ((ratio - 1).abs() > cfg.clip).float().mean().item()
+                    log["clip_fraction"].append(clipped)
+                log["policy_loss"].append(policy_loss.item())
+                log["value_loss"].append(value_loss.item())
+                log["entropy"].append(entropy.item())
+            if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                break
+        self.updates += 1
+        return {k: float(np.mean(v)) for k, v in log.items()}
+
+    # ----------------------------------------------------------------- loop
+    def learn(self, total_steps: int, callback: Callback | None = None) -> PPO:
+        cfg = self.config
+        if self.envs is None:
+            self.envs = self._make_envs()
+        if self.obs is None:
+            self.obs, _ = self.envs.reset(seed=self.seed + self.stats.episodes)
+        rollout = cfg.n_envs * cfg.n_steps
+        start_step, start_time = self.num_steps, time.perf_counter()
+        while self.num_steps < total_steps:
+            if cfg.lr_schedule == "linear":
+                for group in self.opt.param_groups:
+                    group["lr"] = cfg.lr * max(1.0 - self.num_steps / total_steps, 0.0)
+            batch = self._collect()
+            self.num_steps += rollout
+            metrics = self.update(batch)
+            if callback is not None:
+                elapsed = time.perf_counter() - start_time
+                metrics = {**self.stats.metrics(), **metrics,
+                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
+                if callback(self, metrics) is False:
+                    break
+        return self
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(),
+                "episodes": self.stats.episodes, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.ret_rms.load_state_dict(state["ret_rms"])
+        self.stats.episodes = state["episodes"]
+        self.updates = state["updates"]

@@ -1,0 +1,221 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) for continuous (Box) actions.
+
+Read top to bottom: config, networks, acting, the update, the loop. The twin critics are one
+`EnsembleMLP` (both evaluated in a single batched matmul), the target update is one fused
+lerp, and the actor's backward pass skips the critics' weight gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustrl.agents.base import Agent, Callback
+from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.episodes import EpisodeStats
+from robustrl.core.errors import RobustRLError
+from robustrl.core.networks import EnsembleMLP, mlp, polyak_update
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+@dataclass
+class SACConfig:
+    lr: float = 3e-4
+    """Adam learning rate of actor, critics and temperature."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics."""
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    learning_starts: int = 5000
+    """Uniform-random actions before this many steps; updates start afterwards."""
+    train_freq: int = 1
+    """Env steps between update rounds."""
+    gradient_steps: int = 1
+    """Gradient steps per update round."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of actor and critics."""
+    n_critics: int = 2
+    alpha: float | None = None
+    """Fixed entropy temperature; None tunes it automatically toward `target_entropy`."""
+    alpha_init: float = 1.0
+    target_entropy: float | None = None
+    """Entropy target of the auto-tuned temperature; None means -dim(action)."""
+    log_interval: int = 1000
+    """Env steps between metrics reported to the callback."""
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy, rescaled to the action bounds."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.torso = mlp(obs_dim, hidden[:-1], hidden[-1])
+        self.head = nn.Linear(hidden[-1], 2 * act_dim)
+        self.register_buffer("scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("center", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.head(torch.relu(self.torso(obs))).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized action and its log-probability (with the tanh correction)."""
+        mean, log_std = self(obs)
+        std = log_std.exp()
+        u = mean + std * torch.randn_like(mean)
+        log_prob = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).
+        log_prob = log_prob - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        # The density is taken in the normalized [-1, 1] action space (as SB3 does), so the
+        # default target entropy -dim(a) means the same thing whatever the bounds.
+        return torch.tanh(u) * self.scale + self.center, log_prob
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self(obs)[0]) * self.scale + self.center
+
+
+class SAC(Agent):
+    name = "sac"
+    Config = SACConfig
+    action_spaces = (gym.spaces.Box,)
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.obs_dim = obs_dim = int(np.prod(self.observation_space.shape))
+        act_dim = int(np.prod(self.action_space.shape))
+        low, high = self.action_space.low.ravel(), self.action_space.high.ravel()
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise RobustRLError("sac needs a bounded Box action space (finite low/high)")
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden, low, high)
+        self.critic = EnsembleMLP(cfg.n_critics, obs_dim + act_dim, cfg.hidden, 1)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.log_alpha = torch.tensor(np.log(cfg.alpha or cfg.alpha_init), requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
+                               else -float(act_dim))
+        self.buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), (act_dim,))
+        self.action_space.seed(self.seed)
+        self.env: gym.Env | None = None
+        self.obs: np.ndarray | None = None
+        self.stats = EpisodeStats()
+
+    # ----------------------------------------------------------------- acting
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.mode(obs)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
+        a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
+        return a.numpy().reshape(np.shape(obs)[:-1] + self.action_space.shape)
+
+    # ----------------------------------------------------------------- update
+    def q_values(self, critic: nn.Module, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([obs, act], -1)).squeeze(-1)  # (n_critics, B)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        obs, actions = batch["obs"], batch["actions"]
+        alpha = self.log_alpha.exp().detach()
+
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(batch["next_obs"])
+            next_q = self.q_values(self.critic_target, batch["next_obs"], next_a).min(0).values
+            target = batch["rewards"] + cfg.gamma * (1 - batch["terminated"]) * (
+                next_q - alpha * next_logp)
+        q = self.q_values(self.critic, obs, actions)
+        critic_loss = 0.5 * ((q - target) ** 2).mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        new_a, logp = self.actor.sample(obs)
+        q_pi = self.q_values(self.critic, obs, new_a).min(0).values
+        actor_loss = (alpha * logp - q_pi).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward(inputs=list(self.actor.parameters()))
+        self.actor_opt.step()
+
+        if cfg.alpha is None:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
+                "alpha": alpha, "entropy": -logp.detach().mean()}
+
+    # ----------------------------------------------------------------- loop
+    def learn(self, total_steps: int, callback: Callback | None = None) -> SAC:
+        cfg = self.config
+        if self.env is None:
+            self.env = self.take_env()
+        if self.obs is None:
+            self.obs, _ = self.env.reset(seed=self.seed + self.stats.episodes)
+        losses: dict[str, Any] = {}
+        start_step, start_time = self.num_steps, time.perf_counter()
+        while self.num_steps < total_steps:
+            if self.num_steps < cfg.learning_starts:
+                action = self.action_space.sample()
+            else:
+                action = self.act(self.obs, deterministic=False)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(self.obs, action, reward, next_obs, terminated)
+            self.stats.step(reward, terminated or truncated)
+            self.obs = next_obs
+            if terminated or truncated:
+                self.obs, _ = self.env.reset()
+            self.num_steps += 1
+
+            if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+
+            if callback is not None and (self.num_steps % cfg.log_interval == 0
+                                         or self.num_steps == total_steps):
+                elapsed = time.perf_counter() - start_time
+                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
+                if callback(self, metrics) is False:
+                    break
+        return self
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
+        state = {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(), "alpha_opt": self.alpha_opt.state_dict(),
+            "episodes": self.stats.episodes,
+        }
+        if include_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.stats.episodes = state["episodes"]
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

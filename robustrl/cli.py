@@ -1,0 +1,217 @@
+"""The `robustrl` command: train | eval | envs | bench | reward | data | quickstart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from robustrl.core.errors import RobustRLError
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths]), *map(fmt, cells[1:])])
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from robustrl.core.config import parse_assignments
+    from robustrl.train import build_run, resume, train
+
+    if args.resume:
+        if args.agent or args.env or args.set or args.imports:
+            raise RobustRLError("--resume continues a run with its saved config; "
+                                "drop --agent/--env/--set/--import")
+        agent = resume(args.resume)
+        out = args.resume
+    else:
+        missing = [f"--{n}" for n in ("agent", "env", "steps", "out") if getattr(args, n) is None]
+        if missing:
+            raise RobustRLError(f"train needs {', '.join(missing)} (or --resume RUN_DIR)")
+        overrides = parse_assignments(args.set)
+        if args.imports:
+            overrides["run.imports"] = args.imports
+        cfg = build_run(args.agent, args.env, args.steps, args.seed, overrides)
+        from robustrl.envs import spec
+        from robustrl.train import import_user_modules
+
+        import_user_modules(cfg.run.imports)
+        spec(cfg.run.env)  # unknown ids fail here, before a run directory is created
+        agent = train(cfg, args.out)
+        out = args.out
+    print(f"trained {agent.name} for {agent.num_steps} steps -> {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+def evaluate_run(run_dir: str, episodes: int, perturb: list[str], seed: int) -> dict[str, Any]:
+    from robustrl.train import evaluate, load_run_agent
+
+    agent = load_run_agent(run_dir)
+    env = agent.env_fn()
+    if perturb:
+        from robustrl.perturb import apply
+
+        env = apply(env, perturb, policy_fn=agent.policy_output, obs_scale=agent.obs_scale,
+                    seed=seed)
+    result = evaluate(agent, episodes, seed=seed, env=env)
+    result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
+                  perturbations=list(perturb))
+    return result
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(_table(
+        ["run", "agent", "env", "perturbation", "episodes", "return", "length"],
+        [[result["run"], result["agent"], result["env"], " ".join(result["perturbations"]) or
+          "none", result["episodes"], f"{result['return_mean']:.2f} ± {result['return_std']:.2f}",
+          f"{result['length_mean']:.1f} ± {result['length_std']:.1f}"]]))
+    return 0
+
+
+# ----------------------------------------------------------------------------- envs
+def cmd_envs(args: argparse.Namespace) -> int:
+    from robustrl.envs import list_envs, spec
+
+    if args.action == "show":
+        if not args.id:
+            raise RobustRLError("usage: robustrl envs show ID")
+        s = spec(args.id)
+        print(f"{s.id}\n  kind: {s.kind or 'found out when made'}\n  {s.description}")
+        print(f"  observation space: {s.observation_space or '-'}")
+        print(f"  action space: {s.action_space or '-'}")
+        print(f"  default kwargs: {s.kwargs}")
+        print("  reward factors (default ranking, most important first):")
+        order = {name: i for i, name in enumerate(s.ranking)}
+        for f in sorted(s.factors, key=lambda f: order.get(f.name, len(order))):
+            print(f"    {f.name:<24} {f.direction:<6} {f.description}")
+        return 0
+    if args.action is not None:
+        raise RobustRLError(f"unknown envs action '{args.action}'; use `robustrl envs show ID`")
+    rows = []
+    for env_id in list_envs(args.family):
+        s = spec(env_id)
+        rows.append([env_id, s.kind or "?", s.observation_space or "-", s.action_space or "-",
+                     ",".join(s.ranking)])
+    print(_table(["id", "kind", "observation space", "action space", "factors (ranked)"], rows))
+    print("\n`gym/<id>` also accepts any id in Gymnasium's registry.")
+    return 0
+
+
+# ----------------------------------------------------------------------------- quickstart
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from robustrl.quickstart import quickstart
+
+    quickstart(args.out, steps=args.steps, episodes=args.episodes)
+    return 0
+
+
+def cmd_not_yet(issue: str):
+    def run(args: argparse.Namespace) -> int:
+        print(f"robustrl {args.command}: not implemented yet ({issue}); nothing was run",
+              file=sys.stderr)
+        return 2
+
+    return run
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
+    """The full parser; `reward_commands=False` skips importing the (torch-heavy) reward CLI."""
+    from robustrl import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="robustrl", description="Robust single- and multi-agent RL: train agents, "
+        "evaluate them under perturbations, learn rewards from preferences.")
+    parser.add_argument("--version", action="version", version=f"robustrl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an agent into a run directory",
+                       description="Train an agent; writes config.toml, metrics.csv, "
+                       "TensorBoard events and atomic checkpoints into --out.")
+    p.add_argument("--agent", help="algorithm: sac, ppo")
+    p.add_argument("--env", help="environment id (see `robustrl envs`)")
+    p.add_argument("--steps", type=int, help="total environment steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run directory to create")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: agent hyperparameter (lr=1e-3), run.KEY or env.KEY")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers your own envs); repeatable")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run (optionally perturbed)",
+                       description="Evaluate a run's agent deterministically; prints mean ± std "
+                       "return and episode length.")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=10_000, help="seed of the first episode")
+    p.add_argument("--perturb", action="append", metavar="SPEC",
+                   help="perturbation spec, e.g. obs-gaussian:0.1 (repeatable; "
+                   "`robustrl eval --list-perturbations`)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("envs", help="list environment ids, or `envs show ID`",
+                       description="List every registered environment id with its kind, "
+                       "spaces and reward factors; `robustrl envs show ID` prints one spec.")
+    p.add_argument("action", nargs="?", choices=["show"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--family", help="only this family (mujoco, traffic, mpe, ...)")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("quickstart", help="train PPO on a MuJoCo task, evaluate, table + plot",
+                       description="The README's first command: trains PPO on "
+                       "mujoco/InvertedPendulum-v5, evaluates it clean and perturbed, prints a "
+                       "table and writes a plot.")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--steps", type=int, default=80_000)
+    p.add_argument("--episodes", type=int, default=10)
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("bench", help="run a perturbation benchmark suite (not implemented yet)",
+                       description="Not implemented yet (issue 5): exits non-zero.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_yet("issue 5"))
+
+    p = sub.add_parser("data", help="generate offline datasets (not implemented yet)",
+                       description="Not implemented yet (issue 9): exits non-zero.")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_not_yet("issue 9"))
+
+    p = sub.add_parser("reward", help="train / evaluate preference reward models",
+                       description="Preference-based reward models for text and RL segments.")
+    if reward_commands:
+        from robustrl.reward import cli as reward_cli
+
+        reward_cli.add_arguments(p)
+        p.set_defaults(func=reward_cli.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(reward_commands=bool(argv) and argv[0] == "reward")
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RobustRLError as e:
+        print(f"robustrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustrl: interrupted (finished checkpoints are kept; --resume continues)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

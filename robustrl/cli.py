@@ -52,12 +52,12 @@ def evaluate_run(run_dir: str, episodes: int, perturb: list[str], seed: int) -> 
     from robustrl.train import evaluate, load_run_agent
 
     agent = load_run_agent(run_dir)
-    env = agent.env_fn()
+    env = getattr(agent, "make_eval_env", agent.env_fn)()
     if perturb:
         from robustrl.perturb import apply
 
-        env = apply(env, perturb, policy_fn=agent.policy_output, obs_scale=agent.obs_scale,
-                    seed=seed)
+        policy_fn = getattr(agent, "policy_fns", agent.policy_output)  # multi-agent: per agent
+        env = apply(env, perturb, policy_fn=policy_fn, obs_scale=agent.obs_scale, seed=seed)
     result = evaluate(agent, episodes, seed=seed, env=env)
     result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
                   perturbations=list(perturb))
@@ -137,7 +137,8 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent into a run directory",
                        description="Train an agent; writes config.toml, metrics.csv, "
                        "TensorBoard events and atomic checkpoints into --out.")
-    p.add_argument("--agent", help="algorithm: sac, ppo")
+    p.add_argument("--agent", help="algorithm: sac, ppo, hybrid_sac, mappo, ippo, maddpg, idqn, "
+                   "...")
     p.add_argument("--env", help="environment id (see `robustrl envs`)")
     p.add_argument("--steps", type=int, help="total environment steps")
     p.add_argument("--seed", type=int, default=0)
@@ -178,10 +179,12 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.set_defaults(func=cmd_quickstart)
 
-    p = sub.add_parser("bench", help="run a perturbation benchmark suite (not implemented yet)",
-                       description="Not implemented yet (issue 5): exits non-zero.")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_yet("issue 5"))
+    from robustrl.bench import cli as bench_cli
+
+    p = sub.add_parser("bench", help="run a perturbation benchmark suite, or `bench report DB`",
+                       description=bench_cli.__doc__)
+    bench_cli.add_arguments(p)
+    p.set_defaults(func=bench_cli.run)
 
     p = sub.add_parser("data", help="generate offline datasets (not implemented yet)",
                        description="Not implemented yet (issue 9): exits non-zero.")

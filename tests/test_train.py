@@ -114,8 +114,14 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
 
 
 def test_unimplemented_commands_exit_nonzero(capsys):
-    assert main(["bench", "suite.toml"]) == 2
+    assert main(["data", "generate", "maze/PointMaze_UMaze-v3"]) == 2
     assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_bench_missing_suite_is_one_line(capsys):
+    assert main(["bench", "no-such-suite.toml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustrl: error:") and "no-such-suite.toml" in err and "\n" not in err
 
 
 def test_envs_listing(capsys):

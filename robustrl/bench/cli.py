@@ -1,0 +1,95 @@
+"""`robustrl bench SUITE.toml ...`, `robustrl bench report DB ...`, `robustrl bench export DB`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from robustrl.core.errors import RobustRLError
+
+USAGE = ("robustrl bench SUITE.toml [--backend local|ray] [--workers N] [--db PATH] "
+         "[--out DIR] [--address auto]\n"
+         "       robustrl bench report DB [--out DIR]\n"
+         "       robustrl bench export DB [--out FILE.csv] [--table episodes|cells|runs]")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = USAGE
+    parser.description = (
+        "Run a perturbation benchmark suite (agents × envs × perturbations × strengths × "
+        "seeds) into a SQLite results database; rerunning the same command after an "
+        "interruption finishes only the missing cells. `report DB` writes a Markdown/CSV "
+        "table and a robustness-curve PNG per environment; `export DB` writes CSV.")
+    parser.add_argument("target", nargs="+", metavar="SUITE.toml | report DB | export DB",
+                        help="a suite file (e.g. experiments/suites/tiny.toml), or "
+                        "`report DB` / `export DB`")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="local: process pool (default); ray: Ray tasks "
+                        "(pip install 'robustrl[ray]')")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel jobs (default: all cores; 1 runs the jobs in this "
+                        "process, no pool)")
+    parser.add_argument("--db", help="results database (default: <out>/results.sqlite)")
+    parser.add_argument("--out", help="suite: folder for runs and the database (default: the "
+                        "suite's `out`, else runs/bench/<name>); report: output folder; "
+                        "export: CSV file")
+    parser.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start "
+                        "Ray locally)")
+    parser.add_argument("--table", default="episodes", choices=["episodes", "cells", "runs"],
+                        help="export: which table")
+
+
+def run(args: argparse.Namespace) -> int:
+    target = list(args.target)
+    action = target[0]
+    if action in ("report", "export"):
+        if len(target) != 2:
+            raise RobustRLError(f"usage: robustrl bench {action} DB")
+        db = target[1]
+        if action == "report":
+            from robustrl.bench.reporting import report
+
+            result = report(db, args.out)
+            print(result["markdown"])
+            print(f"report: {result['out'] / 'report.md'}")
+            for plot in result["plots"]:
+                print(f"plot:   {plot}")
+            return 0
+        from pathlib import Path
+
+        from robustrl.bench.store import export_csv
+
+        path = export_csv(db, args.out or Path(db).with_suffix(f".{args.table}.csv"),
+                          args.table)
+        print(f"wrote {path}")
+        return 0
+    if len(target) != 1:
+        raise RobustRLError(f"bench takes one suite file, got {' '.join(target)}\n{USAGE}")
+    from robustrl.bench.runner import run_suite
+
+    summary = run_suite(action, backend=args.backend, workers=args.workers, db=args.db,
+                        out=args.out, address=args.address)
+    print(f"suite done: {summary.cells} cells ({summary.skipped} already finished, "
+          f"{summary.ran} run) in {summary.seconds:.1f}s -> {summary.db}")
+    print(f"report: robustrl bench report {summary.db}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m robustrl.bench.cli ...`: the same as `robustrl bench ...`."""
+    parser = argparse.ArgumentParser(prog="robustrl bench")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except RobustRLError as e:
+        print(f"robustrl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robustrl: interrupted (finished cells are stored; rerun the same command to "
+              "finish the suite)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

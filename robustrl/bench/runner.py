@@ -1,0 +1,77 @@
+"""Run a suite: validate, skip finished cells, run the rest on a backend, store each job."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustrl.bench.backends import BACKENDS, run_local, run_ray
+from robustrl.bench.store import ResultStore
+from robustrl.bench.suite import Plan, SuiteConfig, load_suite, plan_suite
+from robustrl.core.errors import RobustRLError
+from robustrl.core.progress import progress
+
+
+@dataclass
+class SweepSummary:
+    db: Path
+    out: Path
+    cells: int
+    """Cells in the suite."""
+    skipped: int
+    """Cells found finished in the database (not rerun)."""
+    ran: int
+    seconds: float
+
+
+def pending_jobs(plan: Plan, finished: set[str]) -> list:
+    """The plan's jobs reduced to their unfinished cells (jobs with none left dropped)."""
+    jobs = []
+    for job in plan.jobs:
+        cells = [c for c in job.cells if c.id not in finished]
+        if cells:
+            jobs.append(dataclasses.replace(job, cells=cells))
+    return jobs
+
+
+def run_suite(suite: str | Path | SuiteConfig, backend: str = "local",
+              workers: int | None = None, db: str | Path | None = None,
+              out: str | Path | None = None, address: str | None = None) -> SweepSummary:
+    """Run every unfinished cell of `suite`; rerunning after an interruption completes it.
+
+    Results go to `db` (default `<out>/results.sqlite`); run directories to `<out>/runs/`.
+    """
+    if backend not in BACKENDS:
+        raise RobustRLError(f"unknown backend '{backend}'; choose {' or '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise RobustRLError(f"--workers must be >= 1, got {workers}")
+    if address and backend != "ray":
+        raise RobustRLError("--address is for --backend ray")
+    config = suite if isinstance(suite, SuiteConfig) else load_suite(suite)
+    plan = plan_suite(config, out)
+    db_path = Path(db) if db is not None else plan.out / "results.sqlite"
+    start = time.perf_counter()
+    with ResultStore(db_path, config.name, plan.suite_hash) as store:
+        finished = store.finished_cells()
+        jobs = pending_jobs(plan, finished)
+        todo = sum(len(j.cells) for j in jobs)
+        bar = progress(plan.n_cells, desc=f"bench {config.name}", initial=plan.n_cells - todo,
+                       unit="cell")
+
+        def on_result(result: dict[str, Any]) -> None:
+            store.write_job(result)
+            bar.update(len(result["cells"]))
+
+        try:
+            if backend == "ray":
+                run_ray(jobs, workers, on_result, address=address)
+            else:
+                run_local(jobs, workers, on_result)
+        finally:
+            bar.close()
+    return SweepSummary(db=db_path, out=plan.out, cells=plan.n_cells,
+                        skipped=plan.n_cells - todo, ran=todo,
+                        seconds=time.perf_counter() - start)

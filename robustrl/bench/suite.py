@@ -1,0 +1,305 @@
+"""Benchmark suites: the TOML schema, its validation, and the plan of jobs and cells it expands to.
+
+A suite is agents × envs × perturbations × strengths × seeds. It expands to *jobs* (one trained
+run: agent, env, training seed) and *cells* (one evaluation of a trained run: clean, or one
+perturbation at one strength, `episodes` episodes). A cell is the unit the results database
+stores all-or-nothing; its id is a hash of everything that determines its rows, so a rerun
+recognises finished cells exactly.
+
+    name = "tiny"
+    seeds = [0, 1]
+    episodes = 3
+
+    [[train]]                       # agents × envs, trained `steps` steps with `set` overrides
+    agents = ["ppo"]
+    envs = ["gym/CartPole-v1"]
+    steps = 512
+    set = { n_envs = 2, "run.tensorboard" = false }   # or: set.env = { max_episode_steps = 50 }
+
+    [[perturbations]]               # kind (plus options, no strength) × strengths
+    spec = "obs-gaussian"
+    strengths = [0.1, 0.3]
+    envs = ["gym/*"]                # optional: env-id globs it applies to (default: all)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustrl.core.config import from_dict, to_dict
+from robustrl.core.errors import RobustRLError
+
+CLEAN = "none"
+"""The `perturbation` / `spec` of a clean (unperturbed) evaluation cell."""
+
+
+@dataclass
+class TrainEntry:
+    agents: list[str]
+    """Algorithms to train (`sac`, `ppo`, ...); each is trained on each of `envs`."""
+    envs: list[str]
+    """Environment ids (`robustrl envs` lists them)."""
+    steps: int
+    """Training budget in environment steps."""
+    set: dict[str, Any] = field(default_factory=dict)
+    """Overrides with `robustrl train --set` keys: `lr`, `agent.x`, `run.x`, `env.x`."""
+
+
+@dataclass
+class PerturbationEntry:
+    spec: str
+    """A perturbation kind, optionally with options but no strength (`obs-pgd,steps=5`)."""
+    strengths: list[float]
+    """Strengths to evaluate; with the clean point they make the robustness curve."""
+    envs: list[str] = field(default_factory=lambda: ["*"])
+    """Env-id globs this perturbation is evaluated on (default: every env of the suite)."""
+
+
+@dataclass
+class SuiteConfig:
+    name: str
+    """Suite name; stored with every row so databases of different suites never mix."""
+    train: list[TrainEntry]
+    perturbations: list[PerturbationEntry] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Training seeds: one trained run per agent × env × seed."""
+    episodes: int = 10
+    """Evaluation episodes per cell."""
+    eval_seed: int = 10_000
+    """Seed of the first evaluation episode (episode i uses eval_seed + i), the same in every
+    cell, so clean and perturbed returns are compared on the same initial states."""
+    lipschitz_eps: float = 0.05
+    """Radius (normalized units, l-inf) of the empirical local Lipschitz estimate."""
+    lipschitz_obs: int = 256
+    """At most this many clean-rollout observations feed the Lipschitz estimate."""
+    out: str | None = None
+    """Folder for run directories and the default database, relative to the working
+    directory (default runs/bench/<name>)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One evaluation of a trained run; `id` hashes everything that determines its rows."""
+
+    id: str
+    perturbation: str
+    """The perturbation entry's spec without strength (`obs-gaussian`), or "none"."""
+    spec: str
+    """The full canonical spec evaluated (`obs-gaussian:0.1`), or "none"."""
+    strength: float | None
+
+
+@dataclass
+class Job:
+    """One trained run (agent × env × seed) and the cells still to evaluate on it."""
+
+    run_id: str
+    agent: str
+    env: str
+    seed: int
+    run: Any
+    """The resolved `robustrl.train.Run` config."""
+    run_dir: str
+    cells: list[Cell]
+    episodes: int
+    eval_seed: int
+    lipschitz_eps: float
+    lipschitz_obs: int
+
+
+@dataclass
+class Plan:
+    suite: SuiteConfig
+    suite_hash: str
+    out: Path
+    jobs: list[Job]
+
+    @property
+    def n_cells(self) -> int:
+        return sum(len(j.cells) for j in self.jobs)
+
+
+def digest(data: Any, n: int = 16) -> str:
+    """Stable short hash of JSON-able data (key order does not matter)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def load_suite(path: str | Path) -> SuiteConfig:
+    """Read and type-check a suite file; every problem is one `RobustRLError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RobustRLError(f"suite file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RobustRLError(f"suite {path} is malformed TOML: {e}") from None
+    if "name" not in data:
+        data["name"] = path.stem
+    try:
+        suite = from_dict(SuiteConfig, data)
+    except TypeError as e:  # a required field is missing
+        raise RobustRLError(f"suite {path}: {_missing(e)}") from None
+    except RobustRLError as e:
+        raise RobustRLError(f"suite {path}: {e}") from None
+    _check_values(suite, path)
+    return suite
+
+
+def _missing(e: TypeError) -> str:
+    text = str(e)
+    if "missing" in text and "argument" in text:
+        names = text.split("argument", 1)[1].lstrip("s: ").replace("'", "")
+        return f"missing required key(s) {names} (see robustrl/bench/suite.py for the schema)"
+    return text
+
+
+def _check_values(suite: SuiteConfig, path: Path) -> None:
+    where = f"suite {path}"
+    if not suite.train:
+        raise RobustRLError(f"{where}: needs at least one [[train]] entry (agents, envs, steps)")
+    if not suite.seeds or len(set(suite.seeds)) != len(suite.seeds):
+        raise RobustRLError(f"{where}: seeds must be a non-empty list of distinct integers")
+    if suite.episodes < 1:
+        raise RobustRLError(f"{where}: episodes must be >= 1, got {suite.episodes}")
+    if not suite.lipschitz_eps > 0 or suite.lipschitz_obs < 1:
+        raise RobustRLError(f"{where}: lipschitz_eps must be > 0 and lipschitz_obs >= 1")
+    for i, entry in enumerate(suite.train):
+        if not entry.agents or not entry.envs:
+            raise RobustRLError(f"{where}: train[{i}] needs non-empty agents and envs lists")
+        if entry.steps < 1:
+            raise RobustRLError(f"{where}: train[{i}].steps must be >= 1, got {entry.steps}")
+    for i, entry in enumerate(suite.perturbations):
+        if not entry.strengths:
+            raise RobustRLError(f"{where}: perturbations[{i}] ({entry.spec}) has no strengths")
+        if len(set(entry.strengths)) != len(entry.strengths):
+            raise RobustRLError(f"{where}: perturbations[{i}] ({entry.spec}) repeats a strength")
+
+
+def with_strength(entry_spec: str, strength: float) -> str:
+    """`obs-pgd,steps=5` at 0.1 -> the canonical full spec string `obs-pgd:0.1,steps=5`."""
+    from robustrl.perturb import parse
+
+    head, *options = entry_spec.split(",")
+    if ":" in head:
+        raise RobustRLError(f"perturbation spec '{entry_spec}' must not contain a strength; "
+                            "list strengths in `strengths = [...]`")
+    return str(parse(",".join([f"{head.strip()}:{strength!r}", *options])))
+
+
+def suite_hash(suite: SuiteConfig) -> str:
+    """Hash of everything that determines a suite's results (`out` is only a location)."""
+    data = to_dict(suite)
+    data.pop("out", None)
+    return digest(data)
+
+
+def _dummy_policy(obs):  # validation only: obs-pgd needs some policy to bind to
+    return obs
+
+
+def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
+               check_envs: bool = True) -> Plan:
+    """Expand `suite` to jobs and cells, validating everything before anything runs.
+
+    With `check_envs`, each env is built once and every perturbation applied to it at every
+    strength, so e.g. `dyn-mass` on a traffic env fails here, not hours into a sweep.
+    """
+    from robustrl.agents import agent_class
+    from robustrl.train import build_run
+
+    out = Path(out if out is not None else suite.out or f"runs/bench/{suite.name}").resolve()
+    specs: list[tuple[PerturbationEntry, list[tuple[str, float]]]] = []
+    for entry in suite.perturbations:
+        try:
+            specs.append((entry, [(with_strength(entry.spec, s), s) for s in entry.strengths]))
+        except RobustRLError as e:
+            raise RobustRLError(f"suite {suite.name}: perturbation '{entry.spec}': {e}") from None
+    jobs: list[Job] = []
+    checked: set[tuple[str, str]] = set()
+    for entry in suite.train:
+        for agent in entry.agents:
+            for env_id in entry.envs:
+                where = f"suite {suite.name}: {agent} on {env_id}"
+                try:
+                    agent_class(agent)
+                    runs = [build_run(agent, env_id, entry.steps, seed, _flatten(entry.set))
+                            for seed in suite.seeds]
+                except RobustRLError as e:
+                    raise RobustRLError(f"{where}: {e}") from None
+                applicable = [(e, ss) for e, ss in specs
+                              if any(fnmatch.fnmatch(env_id, g) for g in e.envs)]
+                key = (agent, digest([env_id, runs[0].env]))
+                if check_envs and key not in checked:
+                    _check_env(where, agent, env_id, runs[0].env, applicable)
+                    checked.add(key)
+                for seed, run in zip(suite.seeds, runs):
+                    jobs.append(_job(suite, out, agent, env_id, seed, run, applicable))
+    ids = [j.run_id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
+                            "with the same settings; remove the duplicate [[train]] entry")
+    return Plan(suite=suite, suite_hash=suite_hash(suite), out=out, jobs=jobs)
+
+
+def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`{env = {max_episode_steps = 50}}` -> `{"env.max_episode_steps": 50}` (TOML tables and
+    quoted dotted keys both work, as with `--set`)."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in ("run", "env", "agent") and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in _flatten(value).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _job(suite: SuiteConfig, out: Path, agent: str, env_id: str, seed: int, run: Any,
+         applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> Job:
+    run_data = {"run": to_dict(run.run), "env": run.env, "agent": to_dict(run.agent)}
+    for key in ("tensorboard", "checkpoint_every", "threads"):  # do not change results
+        run_data["run"].pop(key, None)
+    run_id = digest(run_data)
+    name = f"{agent}_{env_id.replace('/', '-')}_seed{seed}_{run_id[:8]}"
+    evaluation = [run_id, suite.episodes, suite.eval_seed]
+    cells = [Cell(digest([*evaluation, CLEAN]), CLEAN, CLEAN, None)]
+    for entry, pairs in applicable:
+        for spec, strength in pairs:
+            if any(c.spec == spec for c in cells):
+                raise RobustRLError(f"suite {suite.name}: {spec} is listed twice for {env_id}; "
+                                    "remove one of the [[perturbations]] entries")
+            cells.append(Cell(digest([*evaluation, spec]), entry.spec, spec, float(strength)))
+    return Job(run_id=run_id, agent=agent, env=env_id, seed=seed, run=run,
+               run_dir=str(out / "runs" / name), cells=cells, episodes=suite.episodes,
+               eval_seed=suite.eval_seed, lipschitz_eps=suite.lipschitz_eps,
+               lipschitz_obs=suite.lipschitz_obs)
+
+
+def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
+               applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> None:
+    from robustrl.agents import agent_class
+    from robustrl.envs import make
+    from robustrl.perturb import apply
+
+    try:
+        env = make(env_id, **env_kwargs)
+    except RobustRLError as e:
+        raise RobustRLError(f"{where}: {e}") from None
+    try:
+        if not hasattr(env, "possible_agents"):  # multi-agent learners check their own
+            agent_class(agent).check_spaces(env.observation_space, env.action_space)
+        for _, pairs in applicable:
+            for spec, _ in pairs:
+                apply(env, [spec], policy_fn=_dummy_policy, seed=0)
+    except RobustRLError as e:
+        raise RobustRLError(f"{where}: {e}") from None
+    finally:
+        env.close()
+
+

@@ -1,0 +1,172 @@
+"""What a worker does for one job: train (or reuse / resume) a run, then evaluate its cells.
+
+Runs in a worker process (local pool or Ray); it never touches the results database and
+returns plain data, so the driver alone writes SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustrl.bench.suite import CLEAN, Job
+
+
+def init_worker() -> None:
+    """Pool-process setup: one torch thread per job (jobs, not threads, use the cores), and
+    die with the driver: a SIGKILLed sweep must not leave workers that keep writing run
+    directories while the rerun resumes them."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PDEATHSIG
+        except OSError:
+            pass
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@contextmanager
+def _job_context() -> Iterator[None]:
+    """One torch thread and no training bar (it would garble the driver's bar over cells),
+    restored afterwards so running a job in the driver process leaves no trace."""
+    import torch
+
+    import robustrl.train
+
+    threads, bar = torch.get_num_threads(), robustrl.train.progress
+    torch.set_num_threads(1)
+    robustrl.train.progress = _quiet_progress
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        robustrl.train.progress = bar
+
+
+def _quiet_progress(total: int, desc: str = "", initial: int = 0, unit: str = "step"):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=True)
+
+
+class _ObsRecorder:
+    """Keeps the observations of clean rollouts (the inputs of the Lipschitz estimate).
+
+    A plain proxy, so it wraps Gymnasium envs and PettingZoo ParallelEnvs alike (for the
+    latter one record is the agents' observations stacked: (n_agents, obs_dim)).
+    """
+
+    def __init__(self, env: Any):
+        self.env = env
+        self.observations: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def _record(self, obs: Any) -> None:
+        if isinstance(obs, dict):
+            obs = [obs[a] for a in self.env.possible_agents if a in obs]
+            if len(obs) != len(self.env.possible_agents):
+                return  # an agent is done: the record would not have the policy's shape
+        self.observations.append(np.asarray(obs, dtype=np.float32))
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        self._record(obs)
+        return obs, info
+
+    def step(self, action: Any):
+        out = self.env.step(action)
+        self._record(out[0])
+        return out
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _eval_env(agent: Any) -> Any:
+    # Multi-agent learners may need their eval env in another process (libsumo, traffic).
+    return getattr(agent, "make_eval_env", agent.env_fn)()
+
+
+def _lipschitz(agent: Any, observations: list[np.ndarray], job: Job) -> float | None:
+    """Empirical local Lipschitz constant of the policy; None if it cannot be attacked."""
+    from robustrl.perturb import empirical_lipschitz
+
+    if not observations:
+        return None
+    obs = np.stack(observations)
+    if len(obs) > job.lipschitz_obs:
+        obs = obs[np.linspace(0, len(obs) - 1, job.lipschitz_obs).round().astype(int)]
+    try:
+        return float(empirical_lipschitz(agent.policy_output, obs, job.lipschitz_eps,
+                                         obs_scale=agent.obs_scale, seed=0))
+    except NotImplementedError:  # an agent without a differentiable policy_output
+        return None
+
+
+def trained_agent(job: Job):
+    """The job's trained agent: reuse a finished run, resume a partial one, else train."""
+    from robustrl.train import load_run_agent, load_run_config, train
+
+    run_dir = Path(job.run_dir)
+    if not (run_dir / "agent.pt").exists():
+        if (run_dir / "config.toml").exists():  # interrupted: resume (or restart) it
+            train(load_run_config(run_dir), run_dir, resume=True)
+        else:
+            train(job.run, run_dir)
+    # Always evaluate the agent as saved, so a reused run gives the same rows as a fresh one.
+    return load_run_agent(run_dir)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train/reuse the run, evaluate every cell, estimate the policy's Lipschitz constant."""
+    with _job_context():
+        return _run_job(job)
+
+
+def _run_job(job: Job) -> dict[str, Any]:
+    from robustrl.perturb import apply
+    from robustrl.train import evaluate
+
+    start = time.perf_counter()
+    agent = trained_agent(job)
+    train_seconds = time.perf_counter() - start
+    cells, observations = [], None
+    for cell in job.cells:
+        t0 = time.perf_counter()
+        env = _eval_env(agent)
+        if cell.spec == CLEAN:
+            env = recorder = _ObsRecorder(env)
+        else:
+            env = apply(env, [cell.spec], policy_fn=agent.policy_output,
+                        obs_scale=agent.obs_scale, seed=job.eval_seed)
+        result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
+        if cell.spec == CLEAN:
+            observations = recorder.observations
+        cells.append({"config_hash": cell.id, "perturbation": cell.perturbation,
+                      "spec": cell.spec, "strength": cell.strength,
+                      "returns": [float(x) for x in result["returns"]],
+                      "lengths": [int(x) for x in result["lengths"]],
+                      "seconds": time.perf_counter() - t0})
+    if observations is None:  # clean cell stored earlier: one clean episode for the inputs
+        recorder = _ObsRecorder(_eval_env(agent))
+        evaluate(agent, 1, seed=job.eval_seed, env=recorder)
+        observations = recorder.observations
+    lipschitz = _lipschitz(agent, observations, job)
+    return {"run": job.run_id, "agent": job.agent, "env": job.env, "seed": job.seed,
+            "run_dir": job.run_dir, "steps": int(agent.num_steps), "lipschitz": lipschitz,
+            "lipschitz_eps": job.lipschitz_eps, "train_seconds": train_seconds,
+            "eval_seed": job.eval_seed, "cells": cells}

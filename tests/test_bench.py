@@ -1,0 +1,222 @@
+"""Benchmark runner: suite validation, resumable SQLite results (SIGKILL), report, backends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustrl.bench import cli as bench_cli
+from robustrl.bench import load_suite, plan_suite, report, run_suite
+from robustrl.bench import store as bench_store
+from robustrl.bench.store import ResultStore
+from robustrl.core.errors import RobustRLError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "suites" / "tiny.toml"
+N_CELLS = 4 * 5  # 2 agents × 2 seeds trained runs; clean + 2 perturbations × 2 strengths each
+N_ROWS = N_CELLS * 3
+
+
+def _rows(db: Path) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return sorted(conn.execute("SELECT * FROM episodes"))
+    finally:
+        conn.close()
+
+
+def _count(db: Path, table: str) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(db, timeout=1)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="robustrl bench")
+    bench_cli.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The tiny suite run once, uninterrupted, through the CLI entry (local, 2 workers)."""
+    out = tmp_path_factory.mktemp("bench_ref")
+    assert bench_cli.run(_args(str(TINY), "--workers", "2", "--out", str(out))) == 0
+    return out / "results.sqlite"
+
+
+def _write_suite(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --------------------------------------------------------------------------- validation
+BASE = """
+name = "v"
+episodes = 1
+[[train]]
+agents = ["ppo"]
+envs = ["gym/CartPole-v1"]
+steps = 64
+"""
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("bogus = 1\n", "unknown config key 'train.bogus'"),
+    ("[[perturbations]]\nspec = 'obs-gausian'\nstrengths = [0.1]\n", "did you mean 'obs-gaussian'"),
+    ("[[perturbations]]\nspec = 'act-replace'\nstrengths = [1.5]\n", "out of range"),
+    ("[[perturbations]]\nspec = 'dyn-mass'\nstrengths = [1.5]\n", "dyn-mass does not apply"),
+    ("[[perturbations]]\nspec = 'obs-gaussian:0.1'\nstrengths = [0.1]\n", "must not contain"),
+    ("[[perturbations]]\nspec = 'obs-gaussian'\nstrengths = 'x'\n", "strengths"),
+    ("[[perturbations]]\nspec = 'act-replace'\nstrengths = [0.1]\n" * 2, "listed twice"),
+    ("[[train]]\nagents = ['sac']\nenvs = ['gym/CartPole-v1']\nsteps = 64\n",
+     "sac cannot handle action space"),
+    ("[[train]]\nagents = ['ppo']\nenvs = ['gym/Pendulum-v1']\nsteps = 64\nset = {lrr = 1}\n",
+     "did you mean 'lr'"),
+    ("[[train]]\nagents = ['dqn']\nenvs = ['gym/Pendulum-v1']\nsteps = 64\n", "unknown agent"),
+    ("[[train]]\nagents = ['ppo']\nenvs = ['gym/Nope-v0']\nsteps = 64\n", "Nope-v0"),
+    ("[[train]]\nagents = ['ppo']\nsteps = 64\n", "missing required key(s) envs"),
+])
+def test_bad_suite_is_one_clear_line(tmp_path, extra, message):
+    suite = _write_suite(tmp_path / "s.toml", BASE + extra)
+    with pytest.raises(RobustRLError, match=None) as info:
+        plan_suite(load_suite(suite), tmp_path / "out")
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+def test_malformed_toml(tmp_path):
+    with pytest.raises(RobustRLError, match="did you mean 'episodes'"):
+        load_suite(_write_suite(tmp_path / "s.toml", "episdes = 3\n" + BASE))
+    with pytest.raises(RobustRLError, match="malformed TOML"):
+        load_suite(_write_suite(tmp_path / "s.toml", "name = [\n"))
+    with pytest.raises(RobustRLError, match="not found"):
+        load_suite(tmp_path / "missing.toml")
+
+
+def test_plan_of_tiny_suite(tmp_path):
+    plan = plan_suite(load_suite(TINY), tmp_path)
+    assert len(plan.jobs) == 4 and plan.n_cells == N_CELLS
+    ids = [c.id for j in plan.jobs for c in j.cells]
+    assert len(set(ids)) == len(ids)
+    again = plan_suite(load_suite(TINY), tmp_path / "elsewhere")  # `out` is not in the hash
+    assert again.suite_hash == plan.suite_hash
+    assert [c.id for j in again.jobs for c in j.cells] == ids
+
+
+# --------------------------------------------------------------------------- sweep + report
+def test_tiny_sweep_rows_rerun_and_report(reference, tmp_path, capsys):
+    assert len(_rows(reference)) == N_ROWS and _count(reference, "cells") == N_CELLS
+    assert _count(reference, "runs") == 4
+    conn = sqlite3.connect(reference)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    lips = [r[0] for r in conn.execute("SELECT lipschitz FROM runs")]
+    conn.close()
+    assert all(x is not None and x >= 0 for x in lips)
+
+    # Same command again: every cell is found finished, nothing reruns, rows unchanged.
+    summary = run_suite(TINY, workers=2, out=reference.parent)
+    assert (summary.skipped, summary.ran) == (N_CELLS, 0)
+    assert len(_rows(reference)) == N_ROWS
+
+    capsys.readouterr()
+    assert bench_cli.run(_args("report", str(reference), "--out", str(tmp_path / "rep"))) == 0
+    printed = capsys.readouterr().out
+    assert "AUC" in printed and "Lipschitz" in printed
+    rep = tmp_path / "rep"
+    for name in ("report.md", "curves.csv", "summary.csv", "episodes.csv",
+                 "gym-CartPole-v1.png", "gym-Pendulum-v1.png"):
+        assert (rep / name).stat().st_size > 0, name
+    result = report(reference, tmp_path / "rep2")
+    summaries = {(s.agent, s.perturbation): s for s in result["summaries"]}
+    assert set(summaries) == {(a, p) for a in ("ppo", "sac")
+                              for p in ("obs-gaussian", "act-replace")}
+    s = summaries[("ppo", "obs-gaussian")]
+    assert s.seeds == 2 and s.auc is not None and s.worst <= s.average
+    assert len((rep / "episodes.csv").read_text().splitlines()) == N_ROWS + 1
+    assert bench_cli.run(_args("export", str(reference), "--out", str(tmp_path / "c.csv"),
+                               "--table", "cells")) == 0
+    assert len((tmp_path / "c.csv").read_text().splitlines()) == N_CELLS + 1
+
+
+def test_other_suite_or_locked_db_is_refused(reference, tmp_path, monkeypatch):
+    before = _rows(reference)
+    other = load_suite(TINY)
+    other.episodes = 2
+    with pytest.raises(RobustRLError, match="holds results of suite 'tiny'"):
+        run_suite(other, out=tmp_path, db=reference)
+    with ResultStore(reference, "tiny", plan_suite(load_suite(TINY), tmp_path).suite_hash):
+        with pytest.raises(RobustRLError, match="another sweep is writing"):
+            run_suite(TINY, out=tmp_path, db=reference)
+    monkeypatch.setattr(bench_store, "BUSY_TIMEOUT", 0.2)
+    holder = sqlite3.connect(reference, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RobustRLError, match="locked by another process"):
+            run_suite(TINY, out=tmp_path, db=reference)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    (tmp_path / "junk.sqlite").write_text("not a database " * 100)
+    with pytest.raises(RobustRLError, match="not a robustrl results database"):
+        run_suite(TINY, out=tmp_path, db=tmp_path / "junk.sqlite")
+    assert _rows(reference) == before  # nothing stored was lost or changed
+
+
+def test_sigkill_mid_sweep_then_rerun_gives_the_same_rows(reference, tmp_path):
+    db = tmp_path / "results.sqlite"
+    cmd = [sys.executable, "-m", "robustrl.bench.cli", str(TINY), "--workers", "1",
+           "--out", str(tmp_path)]  # --workers 1: jobs run in the sweep's own process
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while _count(db, "cells") == 0 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, mid-way
+    proc.wait()
+    done = _count(db, "cells")
+    assert 0 < done < N_CELLS, proc.stderr.read()
+    assert _count(db, "episodes") == done * 3  # finished cells complete, nothing partial
+
+    summary = run_suite(TINY, workers=1, out=tmp_path)
+    assert summary.skipped == done and summary.ran == N_CELLS - done
+    assert _rows(db) == _rows(reference)
+
+
+def test_ray_backend_writes_the_same_rows(reference, tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_suite(TINY, backend="ray", workers=2, out=tmp_path)
+    finally:
+        ray.shutdown()
+    assert summary.ran == N_CELLS
+    assert _rows(tmp_path / "results.sqlite") == _rows(reference)
+
+
+def test_bad_cli_input():
+    with pytest.raises(RobustRLError, match="usage"):
+        bench_cli.run(_args("report"))
+    with pytest.raises(RobustRLError, match="not found"):
+        bench_cli.run(_args("report", "nope.sqlite"))
+    with pytest.raises(RobustRLError, match="--workers"):
+        run_suite(TINY, workers=0)
+    with pytest.raises(RobustRLError, match="--address is for --backend ray"):
+        run_suite(TINY, address="auto")

@@ -20,7 +20,13 @@ from robustrl.core.paths import spec_dir
 AGENTS: dict[str, str] = {
     "sac": "robustrl.agents.sac:SAC",
     "ppo": "robustrl.agents.ppo:PPO",
+    "hybrid_sac": "robustrl.agents.hybrid_sac:HybridSAC",
+    "mappo": "robustrl.agents.mappo:MAPPO",
+    "ippo": "robustrl.agents.mappo:IPPO",
+    "maddpg": "robustrl.agents.maddpg:MADDPG",
+    "idqn": "robustrl.agents.dqn:IDQN",
 }
+"""Agent name -> "module:Class"; a module is imported only when its agent is used."""
 
 
 def agent_class(name: str) -> type[Agent]:

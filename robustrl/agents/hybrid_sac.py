@@ -1,0 +1,511 @@
+"""Hybrid Soft Actor-Critic (Delalleau et al. 2019) for discrete, continuous and mixed actions.
+
+One agent for `Box`, `Discrete`, `MultiDiscrete`, independent discrete + continuous parts
+(`Dict`/`Tuple` of those) and parameterized `Tuple(Discrete(K), Tuple(Box_1, ..., Box_K))`
+actions; it reads which case it is from the action space. Everything reduces to one shape:
+
+* **discrete**: N joint discrete actions. Several discrete components (MultiDiscrete, several
+  Discrete parts) get one softmax head each, so the policy factorizes,
+  pi_d(a_1..a_J) = prod_j pi_j(a_j), while the critics output one value per *joint* action
+  (N = prod K_j, refused above `max_joint_actions`). The expectation over discrete actions is
+  then an exact sum over N, never a sample. No discrete part: N = 1, pi_d = 1.
+* **continuous**: one tanh-squashed Gaussian vector of D dims in [-1, 1] (rescaled to the
+  bounds only when acting); log-densities are taken in that normalized space, as in `sac.py`.
+  A 0/1 matrix P (D x N) says which dims belong to joint action k: all of them for
+  independent parts, only Box_k's for a parameterized action. So log pi_c(a^c_k | s, k) =
+  per-dim log-density @ P for every k in one matmul, and H_c's target is -dim per choice.
+
+Losses (alpha_d, alpha_c: two auto-tuned temperatures; Q-bar: target critics)
+
+    V(s')  = sum_k pi_d(k|s') [min_i Q-bar_i(s', a'^c)_k - alpha_c log pi_c(a'^c_k|s',k)
+                               - alpha_d log pi_d(k|s')]
+    L_Q    = 1/2 sum_i mean (Q_i(s, a^c)[a^d] - r - gamma (1 - terminated) V(s'))^2
+    L_pi   = mean sum_k pi_d(k|s) [alpha_d log pi_d(k|s) + alpha_c log pi_c(a^c_k|s,k)
+                                   - min_i Q_i(s, a^c)_k]
+    L_alpha = log alpha * (H - H_target)      (SAC's sign: alpha falls while H > target)
+
+The continuous log-density is weighted by pi_d(k) exactly once (a widely copied version
+multiplies it by pi_d twice). The critics see all D continuous dims (a parameterized action's
+unchosen parameters included, sampled like the chosen one), so one critic pass scores all N.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from robustrl.agents.base import Agent, Callback
+from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.episodes import EpisodeStats
+from robustrl.core.errors import RobustRLError
+from robustrl.core.networks import EnsembleMLP, mlp, polyak_update
+
+SUPPORTED = ("Box, Discrete, MultiDiscrete, a Dict/Tuple of those (independent parts), or "
+             "parameterized Tuple(Discrete(K), Tuple(Box_1, ..., Box_K))")
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class HybridSACConfig:
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy (discrete and continuous heads share a torso)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of both log-temperatures."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics."""
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    learning_starts: int = 5000
+    """Uniform-random actions before this many steps; updates start afterwards."""
+    train_freq: int = 1
+    """Env steps between update rounds."""
+    gradient_steps: int = 1
+    """Gradient steps per update round."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the policy torso and of the critics."""
+    n_critics: int = 2
+    log_std_min: float = -5.0
+    """Lower clamp of the continuous log-std (the third-party Platform setting is -3)."""
+    log_std_max: float = 2.0
+    """Upper clamp of the continuous log-std (the third-party Platform setting is 0)."""
+    alpha_discrete: float | None = None
+    """Fixed discrete temperature; None tunes it toward `target_entropy_discrete`."""
+    alpha_continuous: float | None = None
+    """Fixed continuous temperature; None tunes it toward `target_entropy_continuous`."""
+    alpha_init: float = 1.0
+    """Initial value of the tuned temperatures."""
+    target_entropy_discrete: float | None = None
+    """Entropy target of pi_d (nats); None means `discrete_entropy_fraction` * log N."""
+    discrete_entropy_fraction: float = 0.6
+    """Fraction of the maximal entropy log N used as default discrete target (0.98, common
+    for Atari, never converges on small N such as Platform's 3)."""
+    target_entropy_continuous: float | None = None
+    """Entropy target of pi_c for every discrete choice; None means -dim(parameters of it)."""
+    max_joint_actions: int = 1024
+    """Cap on N = prod K_j, the critics' output width for several discrete components."""
+    log_interval: int = 1000
+    """Env steps between metrics reported to the callback."""
+
+
+# --------------------------------------------------------------------------- action layout
+class ActionLayout:
+    """How an env action maps to (joint discrete index, normalized continuous vector) and back.
+
+    Leaves are walked in the space's order; `kind` is 'box', 'discrete', 'hybrid' (independent
+    parts) or 'parameterized'.
+    """
+
+    def __init__(self, space: gym.Space):
+        self.space = space
+        self.discrete_sizes: list[int] = []  # K_j per discrete component
+        self.discrete_starts: list[int] = []
+        self.low: list[np.ndarray] = []  # per Box leaf, flattened
+        self.high: list[np.ndarray] = []
+        self.parameterized = _is_parameterized(space)
+        if self.parameterized:
+            self._add(space[0])
+            for box in space[1]:
+                self._add(box)
+        elif isinstance(space, (spaces.Dict, spaces.Tuple)):
+            subspaces = space.spaces.values() if isinstance(space, spaces.Dict) else space.spaces
+            if len(subspaces) == 0:
+                raise RobustRLError(f"hybrid_sac cannot handle the empty action space {space}")
+            for sub in subspaces:
+                if not isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete)):
+                    raise _refusal(space)
+                self._add(sub)
+        else:
+            self._add(space)
+        self.box_dims = [len(low) for low in self.low]
+        self.cont_dim = int(sum(self.box_dims))
+        self.n_joint = int(np.prod(self.discrete_sizes)) if self.discrete_sizes else 1
+        if self.parameterized:
+            self.kind = "parameterized"
+        elif self.discrete_sizes and self.cont_dim:
+            self.kind = "hybrid"
+        else:
+            self.kind = "discrete" if self.discrete_sizes else "box"
+        low = np.concatenate(self.low) if self.low else np.zeros(0)
+        high = np.concatenate(self.high) if self.high else np.zeros(0)
+        self.center, self.scale = (high + low) / 2, (high - low) / 2
+        # P[d, k] = 1 when continuous dim d is a parameter of joint discrete action k.
+        P = np.ones((self.cont_dim, self.n_joint), np.float32)
+        if self.parameterized:
+            P[:] = 0.0
+            offsets = np.cumsum([0, *self.box_dims])
+            for k in range(self.n_joint):
+                P[offsets[k]:offsets[k + 1], k] = 1.0
+        self.param_matrix = P
+        # joint index k -> value of each discrete component (row-major, as np.ravel_multi_index).
+        self.joint_table = (np.stack(np.unravel_index(np.arange(self.n_joint),
+                                                      self.discrete_sizes), 1)
+                            if self.discrete_sizes else np.zeros((1, 0), np.int64))
+
+    def _add(self, sub: gym.Space) -> None:
+        if isinstance(sub, spaces.Discrete):
+            self.discrete_sizes.append(int(sub.n))
+            self.discrete_starts.append(int(sub.start))
+        elif isinstance(sub, spaces.MultiDiscrete):
+            if sub.nvec.ndim != 1:
+                raise RobustRLError(f"hybrid_sac needs a 1-D MultiDiscrete, got shape "
+                                    f"{sub.nvec.shape}; flatten it")
+            start = getattr(sub, "start", np.zeros_like(sub.nvec))
+            self.discrete_sizes += [int(n) for n in sub.nvec]
+            self.discrete_starts += [int(s) for s in start]
+        elif isinstance(sub, spaces.Box):
+            low, high = sub.low.ravel().astype(np.float64), sub.high.ravel().astype(np.float64)
+            if not (np.isfinite(low).all() and np.isfinite(high).all()):
+                raise RobustRLError("hybrid_sac needs bounded Box action parts (finite low/high)")
+            self.low.append(low)
+            self.high.append(high)
+        else:
+            raise _refusal(self.space)
+
+    # ------------------------------------------------------------------ encode / decode
+    def encode(self, action: Any) -> np.ndarray:
+        """Env action -> [joint discrete index, continuous dims in [-1, 1]] (buffer format)."""
+        discrete: list[int] = []
+        cont: list[np.ndarray] = []
+
+        def leaf(sub: gym.Space, a: Any) -> None:
+            if isinstance(sub, spaces.Box):
+                cont.append(np.asarray(a, np.float64).ravel())
+            else:
+                discrete.extend(int(x) for x in np.atleast_1d(a))
+
+        if self.parameterized:
+            leaf(self.space[0], action[0])
+            for sub, a in zip(self.space[1], action[1]):
+                leaf(sub, a)
+        elif isinstance(self.space, spaces.Dict):
+            for key, sub in self.space.spaces.items():
+                leaf(sub, action[key])
+        elif isinstance(self.space, spaces.Tuple):
+            for sub, a in zip(self.space.spaces, action):
+                leaf(sub, a)
+        else:
+            leaf(self.space, action)
+        joint = (np.ravel_multi_index(np.subtract(discrete, self.discrete_starts),
+                                      self.discrete_sizes) if discrete else 0)
+        scale = np.where(self.scale > 0, self.scale, 1.0)
+        c = (np.concatenate([np.zeros(0), *cont]) - self.center) / scale
+        return np.concatenate([[joint], np.clip(c, -1.0, 1.0)]).astype(np.float32)
+
+    def decode(self, joint: int, cont: np.ndarray) -> Any:
+        """(joint discrete index, continuous dims in [-1, 1]) -> the env's action structure."""
+        values = self.joint_table[joint] + np.asarray(self.discrete_starts, np.int64)
+        real = cont.astype(np.float64) * self.scale + self.center
+        parts: list[Any] = []
+        d = c = 0
+        leaves = ([self.space[0], *self.space[1]] if self.parameterized else
+                  list(self.space.spaces.values()) if isinstance(self.space, spaces.Dict) else
+                  list(self.space.spaces) if isinstance(self.space, spaces.Tuple) else
+                  [self.space])
+        for sub in leaves:
+            if isinstance(sub, spaces.Box):
+                n = int(np.prod(sub.shape))
+                parts.append(np.clip(real[c:c + n].reshape(sub.shape), sub.low, sub.high)
+                             .astype(sub.dtype))
+                c += n
+            elif isinstance(sub, spaces.Discrete):
+                parts.append(int(values[d]))
+                d += 1
+            else:
+                n = len(sub.nvec)
+                parts.append(values[d:d + n].astype(sub.dtype))
+                d += n
+        if self.parameterized:
+            return (parts[0], tuple(parts[1:]))
+        if isinstance(self.space, spaces.Dict):
+            return dict(zip(self.space.spaces.keys(), parts))
+        if isinstance(self.space, spaces.Tuple):
+            return tuple(parts)
+        return parts[0]
+
+
+def _is_parameterized(space: gym.Space) -> bool:
+    return (isinstance(space, spaces.Tuple) and len(space) == 2
+            and isinstance(space[0], spaces.Discrete) and isinstance(space[1], spaces.Tuple)
+            and len(space[1]) == space[0].n
+            and all(isinstance(b, spaces.Box) for b in space[1]))
+
+
+def _refusal(space: gym.Space) -> RobustRLError:
+    return RobustRLError(f"hybrid_sac cannot handle action space {space}; it supports {SUPPORTED}")
+
+
+# --------------------------------------------------------------------------- networks
+class HybridActor(nn.Module):
+    """Shared torso -> one softmax head per discrete component + one squashed-Gaussian head."""
+
+    def __init__(self, obs_dim: int, layout: ActionLayout, hidden: tuple[int, ...],
+                 log_std_min: float, log_std_max: float):
+        super().__init__()
+        self.sizes = list(layout.discrete_sizes)
+        self.cont_dim = layout.cont_dim
+        self.n_joint = layout.n_joint
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        self.torso = mlp(obs_dim, hidden[:-1], hidden[-1])
+        self.head = nn.Linear(hidden[-1], sum(self.sizes) + 2 * self.cont_dim)
+        self.register_buffer("joint_table", torch.as_tensor(layout.joint_table, dtype=torch.long))
+        self.register_buffer("param_matrix", torch.as_tensor(layout.param_matrix))
+        strides = np.cumprod([1, *self.sizes[::-1]])[-2::-1] if self.sizes else np.zeros(0)
+        self.register_buffer("strides", torch.as_tensor(strides.copy(), dtype=torch.long))
+
+    def forward(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Per-component logits, continuous mean and clamped log-std."""
+        out = self.head(torch.relu(self.torso(obs)))
+        n = sum(self.sizes)
+        logits = list(out[..., :n].split(self.sizes, -1)) if self.sizes else []
+        mean, log_std = out[..., n:].chunk(2, -1) if self.cont_dim else (out[..., n:],) * 2
+        return logits, mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def joint_log_probs(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """log pi_d over the N joint actions, (B, N): sum of the factors' log-probs."""
+        if len(logits) == 1:
+            return torch.log_softmax(logits[0], -1)
+        return sum(torch.log_softmax(lg, -1)[:, self.joint_table[:, j]]
+                   for j, lg in enumerate(logits))
+
+    def evaluate(self, obs: torch.Tensor, noise: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Everything the losses need: log pi_d (B, N), a^c in [-1, 1] (B, D) reparameterized,
+        and log pi_c(a^c_k | s, k) (B, N) with the tanh correction. `noise` fixes the draw."""
+        logits, mean, log_std = self(obs)
+        logp_d = (self.joint_log_probs(logits) if logits
+                  else obs.new_zeros(obs.shape[0], 1))
+        if not self.cont_dim:
+            return logp_d, mean, obs.new_zeros(obs.shape[0], self.n_joint)
+        eps = torch.randn_like(mean) if noise is None else noise
+        u = mean + log_std.exp() * eps
+        # Gaussian log-density per dim minus log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+        logp = (-0.5 * eps ** 2 - log_std - 0.5 * LOG_2PI
+                - 2 * (math.log(2) - u - F.softplus(-2 * u)))
+        return logp_d, torch.tanh(u), logp @ self.param_matrix
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled joint discrete index (B,) and continuous action in [-1, 1] (B, D)."""
+        logits, mean, log_std = self(obs)
+        cont = torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        return self._joint(torch.stack([torch.multinomial(lg.softmax(-1), 1).squeeze(-1)
+                                        for lg in logits], -1) if logits else None, obs), cont
+
+    def mode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, mean, _ = self(obs)
+        return self._joint(torch.stack([lg.argmax(-1) for lg in logits], -1)
+                           if logits else None, obs), torch.tanh(mean)
+
+    def _joint(self, values: torch.Tensor | None, obs: torch.Tensor) -> torch.Tensor:
+        if values is None:
+            return torch.zeros(obs.shape[0], dtype=torch.long)
+        return (values * self.strides).sum(-1)
+
+
+# --------------------------------------------------------------------------- agent
+class HybridSAC(Agent):
+    name = "hybrid_sac"
+    Config = HybridSACConfig
+    action_spaces = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.Dict,
+                     spaces.Tuple)
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        ActionLayout(action_space)  # raises the one-line refusal naming what is supported
+        super().check_spaces(observation_space, action_space)
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.layout = layout = ActionLayout(self.action_space)
+        if layout.n_joint > cfg.max_joint_actions:
+            raise RobustRLError(
+                f"hybrid_sac: {layout.n_joint} joint discrete actions exceed max_joint_actions="
+                f"{cfg.max_joint_actions} (the critics output one value per joint action); "
+                "raise it or use fewer/smaller discrete parts")
+        self.obs_dim = obs_dim = int(np.prod(self.observation_space.shape))
+        self.actor = HybridActor(obs_dim, layout, cfg.hidden, cfg.log_std_min, cfg.log_std_max)
+        self.critic = EnsembleMLP(cfg.n_critics, obs_dim + layout.cont_dim, cfg.hidden,
+                                  layout.n_joint)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.log_alpha_d = torch.tensor(math.log(cfg.alpha_discrete or cfg.alpha_init),
+                                        requires_grad=True)
+        self.log_alpha_c = torch.tensor(math.log(cfg.alpha_continuous or cfg.alpha_init),
+                                        requires_grad=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha_d, self.log_alpha_c], lr=cfg.alpha_lr)
+        self.has_discrete = bool(layout.discrete_sizes)
+        self.has_continuous = layout.cont_dim > 0
+        self.target_entropy_d = (cfg.target_entropy_discrete
+                                 if cfg.target_entropy_discrete is not None
+                                 else cfg.discrete_entropy_fraction * math.log(layout.n_joint))
+        dims = torch.as_tensor(layout.param_matrix.sum(0))  # (N,) continuous dims per choice
+        self.target_entropy_c = (torch.full_like(dims, cfg.target_entropy_continuous)
+                                 if cfg.target_entropy_continuous is not None else -dims)
+        self.buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), (1 + layout.cont_dim,))
+        self.action_space.seed(self.seed)
+        self.env: gym.Env | None = None
+        self.obs: np.ndarray | None = None
+        self.stats = EpisodeStats()
+
+    # ----------------------------------------------------------------- acting
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Concat of every discrete component's log-probs and the squashed continuous means
+        (in [-1, 1], so all dims weigh alike), differentiable in `obs`."""
+        logits, mean, _ = self.actor(obs)
+        return torch.cat([*(torch.log_softmax(lg, -1) for lg in logits), torch.tanh(mean)], -1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> Any:
+        """The env's action for one observation; a batch of observations gives a list (a
+        stacked array for Box/Discrete/MultiDiscrete spaces)."""
+        batched = np.ndim(obs) > 1
+        x = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
+        joint, cont = self.actor.mode(x) if deterministic else self.actor.sample(x)
+        actions = [self.layout.decode(int(k), c) for k, c in zip(joint, cont.numpy())]
+        if not batched:
+            return actions[0]
+        if isinstance(self.action_space, (spaces.Dict, spaces.Tuple)):
+            return actions
+        return np.stack([np.asarray(a) for a in actions])
+
+    # ----------------------------------------------------------------- update
+    def alphas(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.log_alpha_d.exp().detach(), self.log_alpha_c.exp().detach()
+
+    def critic_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L_Q with the exact expectation over the N discrete actions in the target."""
+        alpha_d, alpha_c = self.alphas()
+        joint = batch["actions"][:, 0].long()
+        cont = batch["actions"][:, 1:]
+        next_obs = batch["next_obs"]
+        with torch.no_grad():
+            logp_d, next_c, logp_c = self.actor.evaluate(next_obs)
+            next_q = self.critic_target(torch.cat([next_obs, next_c], -1)).min(0).values
+            v = (logp_d.exp() * (next_q - alpha_c * logp_c - alpha_d * logp_d)).sum(-1)
+            target = batch["rewards"] + self.config.gamma * (1 - batch["terminated"]) * v
+        q = self.critic(torch.cat([batch["obs"], cont], -1))  # (n_critics, B, N)
+        q = q.gather(2, joint.view(1, -1, 1).expand(q.shape[0], -1, 1)).squeeze(-1)
+        return 0.5 * ((q - target) ** 2).mean(1).sum()
+
+    def actor_loss(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """L_pi, and per state H_d, H_c and H_c's target (both weighted by pi_d once)."""
+        alpha_d, alpha_c = self.alphas()
+        logp_d, cont, logp_c = self.actor.evaluate(obs)
+        q = self.critic(torch.cat([obs, cont], -1)).min(0).values
+        probs = logp_d.exp()
+        loss = (probs * (alpha_d * logp_d + alpha_c * logp_c - q)).sum(-1).mean()
+        with torch.no_grad():
+            entropy_d = -(probs * logp_d).sum(-1)
+            entropy_c = -(probs * logp_c).sum(-1)
+            target_c = (probs * self.target_entropy_c).sum(-1)
+        return loss, entropy_d, entropy_c, target_c
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        critic_loss = self.critic_loss(batch)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        actor_loss, entropy_d, entropy_c, target_c = self.actor_loss(batch["obs"])
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward(inputs=list(self.actor.parameters()))
+        self.actor_opt.step()
+
+        alpha_loss = torch.zeros(())
+        if self.has_discrete and cfg.alpha_discrete is None:
+            alpha_loss = alpha_loss + self.log_alpha_d * (entropy_d - self.target_entropy_d).mean()
+        if self.has_continuous and cfg.alpha_continuous is None:
+            alpha_loss = alpha_loss + self.log_alpha_c * (entropy_c - target_c).mean()
+        if alpha_loss.requires_grad:
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        alpha_d, alpha_c = self.alphas()
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
+                "alpha_discrete": alpha_d, "alpha_continuous": alpha_c,
+                "entropy_discrete": entropy_d.mean(),
+                "entropy_continuous": entropy_c.mean()}
+
+    # ----------------------------------------------------------------- loop
+    def learn(self, total_steps: int, callback: Callback | None = None) -> HybridSAC:
+        cfg = self.config
+        if self.env is None:
+            self.env = self.take_env()
+        if self.obs is None:
+            self.obs, _ = self.env.reset(seed=self.seed + self.stats.episodes)
+        losses: dict[str, Any] = {}
+        start_step, start_time = self.num_steps, time.perf_counter()
+        while self.num_steps < total_steps:
+            if self.num_steps < cfg.learning_starts:
+                action = self.action_space.sample()
+                encoded = self.layout.encode(action)
+            else:
+                with torch.no_grad():
+                    x = torch.as_tensor(self.obs, dtype=torch.float32).reshape(1, -1)
+                    joint, cont = self.actor.sample(x)
+                encoded = np.concatenate([[float(joint[0])], cont[0].numpy()]).astype(np.float32)
+                action = self.layout.decode(int(joint[0]), cont[0].numpy())
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(self.obs, encoded, reward, next_obs, terminated)
+            self.stats.step(reward, terminated or truncated)
+            self.obs = next_obs
+            if terminated or truncated:
+                self.obs, _ = self.env.reset()
+            self.num_steps += 1
+
+            if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+
+            if callback is not None and (self.num_steps % cfg.log_interval == 0
+                                         or self.num_steps == total_steps):
+                elapsed = time.perf_counter() - start_time
+                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
+                if callback(self, metrics) is False:
+                    break
+        return self
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
+        state = {
+            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+            "log_alpha_d": self.log_alpha_d.detach().clone(),
+            "log_alpha_c": self.log_alpha_c.detach().clone(),
+            "alpha_opt": self.alpha_opt.state_dict(), "episodes": self.stats.episodes,
+        }
+        if include_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        with torch.no_grad():
+            self.log_alpha_d.copy_(state["log_alpha_d"])
+            self.log_alpha_c.copy_(state["log_alpha_c"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.stats.episodes = state["episodes"]
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

@@ -185,8 +185,16 @@ def _load(path: Path) -> Agent:
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env=None,
              deterministic: bool = True) -> dict[str, Any]:
-    """Run `episodes` episodes; returns mean/std of return and length plus the raw lists."""
-    env = env if env is not None else agent.env_fn()
+    """Run `episodes` episodes; returns mean/std of return and length plus the raw lists.
+
+    On a PettingZoo ParallelEnv the return is the sum over agents, and the result adds each
+    agent's mean return (`agent_returns`) and, when the env reports it (traffic),
+    `mean_waiting_time` (the system mean waiting time averaged over steps and episodes).
+    """
+    if env is None:  # a multi-agent learner may need its eval env in another process (traffic)
+        env = getattr(agent, "make_eval_env", agent.env_fn)()
+    if hasattr(env, "possible_agents"):
+        return _evaluate_parallel(agent, env, episodes, seed, deterministic)
     returns, lengths = [], []
     try:
         for ep in range(episodes):
@@ -204,6 +212,39 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env=None,
     return {"episodes": episodes, "return_mean": float(np.mean(returns)),
             "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
             "length_std": float(np.std(lengths)), "returns": returns, "lengths": lengths}
+
+
+def _evaluate_parallel(agent: Agent, env: Any, episodes: int, seed: int,
+                       deterministic: bool) -> dict[str, Any]:
+    returns, lengths, per_agent, waits = [], [], [], []
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            totals = dict.fromkeys(env.possible_agents, 0.0)
+            length, wait = 0, []
+            while env.agents:
+                obs, rewards, _, _, infos = env.step(agent.act(obs, deterministic))
+                for name, r in rewards.items():
+                    totals[name] += float(r)
+                info = next(iter(infos.values()), {})
+                if "system_mean_waiting_time" in info:
+                    wait.append(float(info["system_mean_waiting_time"]))
+                length += 1
+            returns.append(sum(totals.values()))
+            lengths.append(length)
+            per_agent.append(totals)
+            if wait:
+                waits.append(float(np.mean(wait)))
+    finally:
+        env.close()
+    out = {"episodes": episodes, "return_mean": float(np.mean(returns)),
+           "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
+           "length_std": float(np.std(lengths)), "returns": returns, "lengths": lengths,
+           "agent_returns": {a: float(np.mean([t[a] for t in per_agent]))
+                             for a in env.possible_agents}}
+    if waits:
+        out["mean_waiting_time"] = float(np.mean(waits))
+    return out
 
 
 __all__ = ["Run", "RunConfig", "build_run", "evaluate", "load_run_agent", "load_run_config",

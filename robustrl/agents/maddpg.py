@@ -1,0 +1,244 @@
+"""MADDPG (Lowe et al. 2017) for PettingZoo parallel envs: decentralized deterministic actors,
+a centralized critic Q_i(o_1..o_N, a_1..a_N) per agent.
+
+Actor and critic are each one network shared by all agents with an agent one-hot in the input
+(parameter sharing), so the per-agent updates of the paper become one batched pass:
+- continuous (Box) actions: tanh output rescaled to the bounds, Gaussian exploration noise;
+- discrete actions: the actor's logits give a straight-through Gumbel-softmax sample (a one-hot
+  in the forward pass, a softmax gradient in the backward pass), as in the paper's particle
+  experiments; the env gets the argmax, the critic the one-hot.
+The critic sees all observations concatenated (for mpe and the traffic grids this is exactly
+the env's `state()`). In agent i's actor loss only a_i comes from the current actor, the others'
+actions are the stored ones (the paper's update).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustrl.agents.base import Callback
+from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, multi_agent_buffer
+from robustrl.core.networks import mlp, polyak_update
+from robustrl.core.normalizer import RunningMeanStd
+
+
+@dataclass
+class MADDPGConfig:
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    buffer_size: int = 100_000
+    """Joint transitions kept (each holds every agent's)."""
+    batch_size: int = 256
+    learning_starts: int = 1_000
+    """Env steps of uniformly random actions before the first update."""
+    train_freq: int = 4
+    """Env steps between updates."""
+    gamma: float = 0.95
+    tau: float = 0.01
+    """Polyak rate of the target networks."""
+    exploration_noise: float = 0.1
+    """Std of the Gaussian noise on continuous actions, in units of half the action range."""
+    gumbel_temperature: float = 1.0
+    logit_reg: float = 1e-3
+    """Penalty on the squared pre-activation output (the paper's regularizer; keeps tanh and
+    softmax out of saturation)."""
+    hidden: tuple[int, ...] = (64, 64)
+    max_grad_norm: float = 0.5
+    normalize_obs: bool = True
+    """Running mean/std normalization of observations (raw ones are stored in the buffer)."""
+    n_envs: int = 1
+    """Env copies stepped together (traffic: copies beyond the first run in subprocesses)."""
+    log_interval: int = 1_000
+    """Env steps between callbacks."""
+
+
+class MADDPG(MultiAgent):
+    name = "maddpg"
+    Config = MADDPGConfig
+
+    def _build(self) -> None:
+        cfg = self.config
+        n, d, a = self.n_agents, self.obs_dim, self.act_dim
+        self.actor = mlp(d + n, cfg.hidden, a)
+        self.actor_target = mlp(d + n, cfg.hidden, a)
+        self.critic = mlp(n * (d + a) + n, cfg.hidden, 1)
+        self.critic_target = mlp(n * (d + a) + n, cfg.hidden, 1)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.obs_rms = RunningMeanStd((d,))
+        self.buffer = multi_agent_buffer(cfg.buffer_size, n, d, (a,))
+        self.stats = MultiAgentStats(cfg.n_envs, self.agents)
+        if not self.discrete:
+            self.low = torch.as_tensor(self.action_space.low.ravel(), dtype=torch.float32)
+            self.high = torch.as_tensor(self.action_space.high.ravel(), dtype=torch.float32)
+        self.obs: np.ndarray | None = None
+        self.updates = 0
+
+    # ----------------------------------------------------------------- acting
+    def _x(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        obs = obs.numpy() if isinstance(obs, torch.Tensor) else obs
+        return torch.from_numpy(self.inputs(obs, self.obs_rms if self.config.normalize_obs
+                                            else None))
+
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (discrete) or tanh actions in [-1, 1] for raw observations, differentiable."""
+        if self.config.normalize_obs:
+            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
+            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
+            obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
+        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
+        out = self.actor(torch.cat([obs, ids], -1))
+        return out if self.discrete else torch.tanh(out)
+
+    @property
+    def obs_scale(self) -> np.ndarray:
+        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
+
+    def _policy(self, net: nn.Module, x: torch.Tensor, explore: bool) -> torch.Tensor:
+        """Critic-format actions: one-hots (discrete) or values in [-1, 1] (continuous)."""
+        out = net(x)
+        if self.discrete:
+            if explore:
+                return F.gumbel_softmax(out, tau=self.config.gumbel_temperature, hard=True)
+            return F.one_hot(out.argmax(-1), self.act_dim).float()
+        return torch.tanh(out)
+
+    def _to_env(self, action: np.ndarray) -> np.ndarray:
+        if self.discrete:
+            return action.argmax(-1)
+        low, high = self.low.numpy(), self.high.numpy()
+        return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+    @torch.no_grad()
+    def _explore(self, obs: np.ndarray) -> np.ndarray:
+        action = self._policy(self.actor, self._x(obs), explore=True).numpy()
+        if not self.discrete:
+            noise = self.rng.normal(0.0, self.config.exploration_noise, action.shape)
+            action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+        return action
+
+    @torch.no_grad()
+    def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        if deterministic:
+            return self._to_env(self._policy(self.actor, self._x(obs), explore=False).numpy())
+        return self._to_env(self._explore(obs))
+
+    # ----------------------------------------------------------------- update
+    def _critic_in(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """x (B, N, d + N), actions (B, N, N, a): agent i's joint action in row i
+        -> (B, N, N * (d + a) + N): every agent's Q input."""
+        b, n = x.shape[:2]
+        obs = x[..., :self.obs_dim].reshape(b, 1, -1).expand(b, n, n * self.obs_dim)
+        ids = torch.as_tensor(self.ids).expand(b, n, n)
+        return torch.cat([obs, actions.reshape(b, n, -1), ids], -1)
+
+    def update(self) -> dict[str, float]:
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.rng)
+        x, x_next = self._x(batch["obs"]), self._x(batch["next_obs"])
+        actions, rewards, term = batch["actions"], batch["rewards"], batch["terminated"]
+        n = self.n_agents
+        shared = lambda a: a[:, None].expand(a.shape[0], n, *a.shape[1:])  # noqa: E731
+        with torch.no_grad():
+            next_actions = self._policy(self.actor_target, x_next, explore=True)
+            q_next = self.critic_target(self._critic_in(x_next, shared(next_actions)))
+            target = rewards + cfg.gamma * (1 - term) * q_next.squeeze(-1)
+        q = self.critic(self._critic_in(x, shared(actions))).squeeze(-1)
+        critic_loss = F.mse_loss(q, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+        self.critic_opt.step()
+
+        out = self.actor(x)
+        if self.discrete:
+            new = F.gumbel_softmax(out, tau=cfg.gumbel_temperature, hard=True)
+        else:
+            new = torch.tanh(out)
+        own = torch.eye(n).reshape(1, n, n, 1)  # row i: agent i's own action is the new one
+        joint = own * new[:, None] + (1 - own) * shared(actions)
+        actor_loss = -self.critic(self._critic_in(x, joint)).mean()
+        loss = actor_loss + cfg.logit_reg * (out ** 2).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        self.actor_opt.step()
+        polyak_update(self.actor_target, self.actor, cfg.tau)
+        polyak_update(self.critic_target, self.critic, cfg.tau)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
+                "q_mean": q.mean().item()}
+
+    # ----------------------------------------------------------------- loop
+    def learn(self, total_steps: int, callback: Callback | None = None) -> MADDPG:
+        """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
+        cfg = self.config
+        if self.envs is None:
+            self.envs = self.make_envs(cfg.n_envs)
+            self.envs.resets = self.stats.episodes
+            self.obs, _ = self.envs.reset()
+        start_step, start_time = self.num_steps, time.perf_counter()
+        last_log, metrics = self.num_steps, {}
+        shape = (cfg.n_envs, self.n_agents)
+        while self.num_steps < total_steps:
+            if cfg.normalize_obs:
+                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
+            if self.num_steps < cfg.learning_starts:
+                if self.discrete:
+                    action = np.eye(self.act_dim, dtype=np.float32)[
+                        self.rng.integers(0, self.act_dim, shape)]
+                else:
+                    action = self.rng.uniform(-1, 1, (*shape, self.act_dim)).astype(np.float32)
+            else:
+                action = self._explore(self.obs)
+            out = self.envs.step(self._to_env(action))
+            self.stats.step_agents(out["rewards"], out["done"])
+            next_obs = out["obs"].copy()
+            for i, final in out["final_obs"].items():
+                next_obs[i] = final
+            self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"])
+            self.obs = out["obs"]
+            before = self.num_steps
+            self.num_steps += cfg.n_envs
+            if self.num_steps >= cfg.learning_starts and (
+                    self.num_steps // cfg.train_freq > before // cfg.train_freq):
+                metrics = self.update()
+            if callback is not None and self.num_steps - last_log >= cfg.log_interval:
+                last_log = self.num_steps
+                elapsed = time.perf_counter() - start_time
+                logged = {**self.stats.metrics(), **metrics,
+                          "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
+                if callback(self, logged) is False:
+                    break
+        return self
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
+        state = {name: getattr(self, name).state_dict() for name in (
+            "actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt",
+            "obs_rms")}
+        state.update(episodes=self.stats.episodes, updates=self.updates)
+        if include_buffer:
+            state["buffer"] = self.buffer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt",
+                     "critic_opt", "obs_rms"):
+            getattr(self, name).load_state_dict(state[name])
+        self.stats.episodes = state["episodes"]
+        self.updates = state["updates"]
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+
+
+__all__ = ["MADDPG", "MADDPGConfig"]

@@ -1,0 +1,276 @@
+"""IPPO and MAPPO (Yu et al. 2022) for PettingZoo parallel envs, discrete and continuous actions.
+
+One actor shared by all agents (its input: the agent's normalized observation + a one-hot
+agent id), trained with PPO's clipped objective on every agent's samples at once. The critic
+is what tells the two apart:
+- IPPO: V(o_i, id_i), each agent's local observation;
+- MAPPO: V(s, id_i), the env's global `state()` when it has one, else all observations
+  concatenated (the centralized critic sees what the agents cannot; it is only used in training).
+Each agent's own reward is its return target (for cooperative mpe tasks these share a team term).
+The actor-critic is `robustrl.agents.ppo.ActorCritic` with the critic swapped for one on the
+critic's input, so sampling, log-probabilities and initialisation are PPO's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustrl.agents.base import Callback
+from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, gae
+from robustrl.agents.ppo import ActorCritic
+from robustrl.core.networks import mlp, orthogonal_init
+from robustrl.core.normalizer import RunningMeanStd
+
+
+@dataclass
+class MAPPOConfig:
+    centralized_critic: bool = True
+    """True (MAPPO): critic on the global state (or all observations); False (IPPO): local."""
+    lr: float = 5e-4
+    """Adam learning rate (actor and critic)."""
+    n_envs: int = 8
+    """Env copies stepped together (traffic ids: copies beyond the first run in subprocesses)."""
+    n_steps: int = 100
+    """Steps per env per rollout (samples per update = n_envs * n_steps * n_agents)."""
+    n_epochs: int = 10
+    n_minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    """Clipping range of the probability ratio."""
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 10.0
+    hidden: tuple[int, ...] = (64, 64)
+    activation: Literal["tanh", "relu"] = "tanh"
+    normalize_obs: bool = True
+    """Running mean/std normalization of observations and global states (saved with the agent)."""
+    normalize_advantage: bool = True
+    init_log_std: float = -0.5
+    """Initial log std of continuous actions (mpe forces live in [0, 1])."""
+
+
+@dataclass
+class IPPOConfig(MAPPOConfig):
+    centralized_critic: bool = False
+    """False (IPPO): each agent's critic sees only its own observation."""
+
+
+class MAPPO(MultiAgent):
+    name = "mappo"
+    Config = MAPPOConfig
+
+    def _build(self) -> None:
+        cfg = self.config
+        probe = self._probe_env
+        self.state_dim = self.n_agents * self.obs_dim
+        self.use_env_state = False
+        if cfg.centralized_critic and hasattr(probe, "state"):
+            try:
+                obs, _ = probe.reset(seed=self.seed)
+                state = np.asarray(probe.state(), np.float32).ravel()
+                joint = np.concatenate([np.asarray(obs[a], np.float32).ravel()
+                                        for a in self.agents])
+                # mpe and traffic states are the observations concatenated: skip the call
+                # (in mpe2 it recomputes every observation, a third of the step's cost).
+                same = state.shape == joint.shape and np.allclose(state, joint)
+                self.state_dim, self.use_env_state = state.size, not same
+            except (NotImplementedError, AttributeError):
+                pass
+        critic_in = (self.state_dim if cfg.centralized_critic else self.obs_dim) + self.n_agents
+        self.net = ActorCritic(self.obs_dim + self.n_agents, self.action_space, cfg)
+        act = nn.Tanh if cfg.activation == "tanh" else nn.ReLU
+        self.net.critic = mlp(critic_in, cfg.hidden, 1, act)
+        orthogonal_init(self.net.critic)
+        nn.init.orthogonal_(self.net.critic[-1].weight, 1.0)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.obs_rms = RunningMeanStd((self.obs_dim,))
+        self.state_rms = RunningMeanStd((self.state_dim,))
+        self.stats = MultiAgentStats(cfg.n_envs, self.agents)
+        self.obs: np.ndarray | None = None
+        self.state: np.ndarray | None = None
+        self.updates = 0
+
+    # ----------------------------------------------------------------- inputs
+    @property
+    def _rms(self) -> RunningMeanStd | None:
+        return self.obs_rms if self.config.normalize_obs else None
+
+    def _actor_in(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.inputs(obs, self._rms))
+
+    def _global(self, obs: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        """(E, N, obs_dim), (E, state_dim) -> the centralized critic's state (E, state_dim)."""
+        return state if self.use_env_state else obs.reshape(obs.shape[0], -1)
+
+    def _critic_in(self, obs: np.ndarray, state: np.ndarray | None) -> torch.Tensor:
+        """Critic input per agent: (E, N, critic_in)."""
+        if not self.config.centralized_critic:
+            return self._actor_in(obs)
+        s = self._global(obs, state)
+        if self.config.normalize_obs:
+            s = self.state_rms.normalize(s)
+        s = np.broadcast_to(s[:, None, :], (s.shape[0], self.n_agents, s.shape[-1]))
+        ids = np.broadcast_to(self.ids, (s.shape[0], self.n_agents, self.n_agents))
+        return torch.from_numpy(np.concatenate([s, ids], -1).astype(np.float32))
+
+    def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits / action means for raw observations (..., n_agents, obs_dim), differentiable."""
+        if self.config.normalize_obs:
+            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
+            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
+            obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
+        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
+        return self.net.actor(torch.cat([obs, ids], -1))
+
+    @property
+    def obs_scale(self) -> np.ndarray:
+        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
+
+    def _env_action(self, action: np.ndarray) -> np.ndarray:
+        if self.discrete:
+            return action
+        return np.clip(action, self.action_space.low.ravel(), self.action_space.high.ravel())
+
+    @torch.no_grad()
+    def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        dist = self.net.distribution(self._actor_in(obs))
+        if deterministic:
+            a = dist.probs.argmax(-1) if self.discrete else dist.mean
+        else:
+            a = dist.sample()
+        return self._env_action(a.numpy())
+
+    # ----------------------------------------------------------------- rollouts
+    def _collect(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        t_max, e, n = cfg.n_steps, cfg.n_envs, self.n_agents
+        act_shape = () if self.discrete else (self.act_dim,)
+        actor_buf = np.zeros((t_max, e, n, self.obs_dim + n), np.float32)
+        critic_buf: list[torch.Tensor] = []
+        act_buf = np.zeros((t_max, e, n, *act_shape), np.float32)
+        logp_buf = np.zeros((t_max, e, n), np.float32)
+        rew_buf = np.zeros((t_max, e, n), np.float32)
+        done_buf = np.zeros((t_max, e, n), np.float32)
+        val_buf = np.zeros((t_max + 1, e, n), np.float32)
+        for t in range(t_max):
+            if cfg.normalize_obs:
+                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
+                if cfg.centralized_critic:
+                    self.state_rms.update(self._global(self.obs, self.state))
+            x = self._actor_in(self.obs)
+            c = self._critic_in(self.obs, self.state)
+            with torch.no_grad():
+                dist = self.net.distribution(x)
+                action = dist.sample()
+                logp_buf[t] = self.net.log_prob(dist, action).numpy()
+                val_buf[t] = self.net.value(c).numpy()
+            action = action.numpy()
+            out = self.envs.step(self._env_action(action))
+            self.stats.step_agents(out["rewards"], out["done"])
+            reward = out["rewards"].copy()
+            for i, final in out["final_obs"].items():  # bootstrap time-limit cuts
+                cut = out["truncated"][i] & ~out["terminated"][i]
+                if cut.any():
+                    fs = out["final_state"][i]
+                    ci = self._critic_in(final[None], None if fs is None else fs[None])
+                    with torch.no_grad():
+                        reward[i] += cfg.gamma * self.net.value(ci)[0].numpy() * cut
+            actor_buf[t], act_buf[t], rew_buf[t] = x.numpy(), action, reward
+            critic_buf.append(c)
+            done_buf[t] = (out["terminated"] | out["truncated"]) | out["done"][:, None]
+            self.obs, self.state = out["obs"], out["state"]
+        with torch.no_grad():
+            val_buf[t_max] = self.net.value(self._critic_in(self.obs, self.state)).numpy()
+        advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
+        returns = advantages + val_buf[:t_max]
+        size = t_max * e * n
+        flat = lambda a: torch.from_numpy(a.reshape(size, *a.shape[3:]))  # noqa: E731
+        return {"obs": flat(actor_buf), "critic": torch.stack(critic_buf).reshape(size, -1),
+                "actions": flat(act_buf), "logp": flat(logp_buf),
+                "advantages": flat(advantages), "returns": flat(returns)}
+
+    # ----------------------------------------------------------------- update
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        size = batch["obs"].shape[0]
+        mb = size // cfg.n_minibatches
+        actions = batch["actions"].long() if self.discrete else batch["actions"]
+        log: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
+                                       "approx_kl": []}
+        for _ in range(cfg.n_epochs):
+            perm = torch.randperm(size)
+            for start in range(0, size - mb + 1, mb):
+                idx = perm[start:start + mb]
+                dist = self.net.distribution(batch["obs"][idx])
+                log_ratio = self.net.log_prob(dist, actions[idx]) - batch["logp"][idx]
+                ratio = log_ratio.exp()
+                adv = batch["advantages"][idx]
+                if cfg.normalize_advantage:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                policy_loss = -torch.min(
+                    ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+                value_loss = 0.5 * ((self.net.value(batch["critic"][idx])
+                                     - batch["returns"][idx]) ** 2).mean()
+                entropy = dist.entropy()
+                entropy = (entropy if self.discrete else entropy.sum(-1)).mean()
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+                log["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                log["policy_loss"].append(policy_loss.item())
+                log["value_loss"].append(value_loss.item())
+                log["entropy"].append(entropy.item())
+        self.updates += 1
+        return {k: float(np.mean(v)) for k, v in log.items()}
+
+    # ----------------------------------------------------------------- loop
+    def learn(self, total_steps: int, callback: Callback | None = None) -> MAPPO:
+        """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
+        cfg = self.config
+        if self.envs is None:
+            self.envs = self.make_envs(cfg.n_envs, want_state=self.use_env_state)
+            self.envs.resets = self.stats.episodes
+            self.obs, self.state = self.envs.reset()
+        start_step, start_time = self.num_steps, time.perf_counter()
+        while self.num_steps < total_steps:
+            batch = self._collect()
+            self.num_steps += cfg.n_envs * cfg.n_steps
+            metrics = self.update(batch)
+            if callback is not None:
+                elapsed = time.perf_counter() - start_time
+                metrics = {**self.stats.metrics(), **metrics,
+                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
+                if callback(self, metrics) is False:
+                    break
+        return self
+
+    # ----------------------------------------------------------------- checkpoint
+    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                "obs_rms": self.obs_rms.state_dict(), "state_rms": self.state_rms.state_dict(),
+                "episodes": self.stats.episodes, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.obs_rms.load_state_dict(state["obs_rms"])
+        self.state_rms.load_state_dict(state["state_rms"])
+        self.stats.episodes = state["episodes"]
+        self.updates = state["updates"]
+
+
+class IPPO(MAPPO):
+    name = "ippo"
+    Config = IPPOConfig
+
+
+__all__ = ["IPPO", "IPPOConfig", "MAPPO", "MAPPOConfig"]

@@ -80,6 +80,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- envs
 def cmd_envs(args: argparse.Namespace) -> int:
     from robustrl.envs import list_envs, spec
+    from robustrl.train import import_user_modules
+
+    import_user_modules(tuple(args.imports))
 
     if args.action == "show":
         if not args.id:
@@ -168,6 +171,8 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["show"])
     p.add_argument("id", nargs="?")
     p.add_argument("--family", help="only this family (mujoco, traffic, mpe, ...)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers your own envs); repeatable")
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("quickstart", help="train PPO on a MuJoCo task, evaluate, table + plot",

@@ -19,7 +19,7 @@ from torch.distributions import Categorical, Normal
 
 from robustrl.agents.base import Agent, Callback
 from robustrl.core.episodes import EpisodeStats
-from robustrl.core.networks import mlp, orthogonal_init
+from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
 
 
@@ -74,9 +74,10 @@ class ActorCritic(nn.Module):
 
     def distribution(self, obs: torch.Tensor):
         out = self.actor(obs)
+        # Argument validation costs more than the 64x64 forward itself; inputs are ours.
         if self.discrete:
-            return Categorical(logits=out)
-        return Normal(out, self.log_std.exp().expand_as(out))
+            return Categorical(logits=out, validate_args=False)
+        return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
     def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
         lp = dist.log_prob(actions)
@@ -95,7 +96,8 @@ class PPO(Agent):
         cfg = self.config
         self.obs_dim = int(np.prod(self.observation_space.shape))
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        # fused: one kernel for all (small) parameter tensors instead of a Python loop over them
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.ret_rms = RunningMeanStd(())
         self.stats = EpisodeStats(cfg.n_envs)
@@ -136,6 +138,18 @@ class PPO(Agent):
         batch_shape = np.shape(obs)[:-1]
         return a.reshape(batch_shape + self.action_space.shape)
 
+    def _sample(self, out: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Action and log-probability from the actor's output, in numpy: per env step, on a
+        handful of numbers, torch's per-op overhead would cost more than the forward pass."""
+        if self.net.discrete:
+            logits = out - out.max(-1, keepdims=True)
+            logp_all = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+            action = (logp_all - np.log(-np.log(self.rng.random(out.shape)))).argmax(-1)  # Gumbel
+            return action, np.take_along_axis(logp_all, action[:, None], -1)[:, 0]
+        noise = self.rng.standard_normal(out.shape)
+        logp = (-0.5 * noise**2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+        return (out + np.exp(log_std) * noise).astype(np.float32), logp
+
     # ----------------------------------------------------------------- rollouts
     def _make_envs(self) -> gym.vector.VectorEnv:
         cfg = self.config
@@ -156,16 +170,14 @@ class PPO(Agent):
         rew_buf = np.zeros((t_max, n), np.float32)
         done_buf = np.zeros((t_max, n), np.float32)
         val_buf = np.zeros((t_max + 1, n), np.float32)
+        log_std = self.net.log_std.detach().numpy().astype(np.float64)
+        actor, critic = NumpyMLP(self.net.actor), NumpyMLP(self.net.critic)
         for t in range(t_max):
             if cfg.normalize_obs:
                 self.obs_rms.update(self.obs)
-            x = torch.from_numpy(self._norm_obs(self.obs))
-            with torch.no_grad():
-                dist = self.net.distribution(x)
-                action = dist.sample()
-                logp_buf[t] = self.net.log_prob(dist, action).numpy()
-                val_buf[t] = self.net.value(x).numpy()
-            action = action.numpy()
+            x = self._norm_obs(self.obs)
+            val_buf[t] = critic(x)[:, 0]
+            action, logp_buf[t] = self._sample(actor(x), log_std)
             env_action = action if self.net.discrete else np.clip(
                 action, self.action_space.low, self.action_space.high)
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
@@ -179,14 +191,11 @@ class PPO(Agent):
             cut = truncated & ~terminated
             if cut.any():  # bootstrap a time-limit cut from the real final observation
                 final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
-                with torch.no_grad():
-                    v_final = self.net.value(torch.from_numpy(self._norm_obs(final))).numpy()
-                reward[cut] += cfg.gamma * v_final
-            obs_buf[t], act_buf[t], rew_buf[t] = x.numpy(), action.reshape(act_buf[t].shape), reward
+                reward[cut] += cfg.gamma * critic(self._norm_obs(final))[:, 0]
+            obs_buf[t], act_buf[t], rew_buf[t] = x, action.reshape(act_buf[t].shape), reward
             done_buf[t] = terminated | truncated
             self.obs = next_obs
-        with torch.no_grad():
-            val_buf[t_max] = self.net.value(torch.from_numpy(self._norm_obs(self.obs))).numpy()
+        val_buf[t_max] = critic(self._norm_obs(self.obs))[:, 0]
 
         advantages = np.zeros((t_max, n), np.float32)
         last = np.zeros(n, np.float32)
@@ -213,7 +222,8 @@ class PPO(Agent):
             perm = torch.randperm(size)
             for start in range(0, size - mb + 1, mb):
                 idx = perm[start:start + mb]
-                dist = self.net.distribution(batch["obs"][idx])
+                obs = batch["obs"][idx]
+                dist = self.net.distribution(obs)
                 logp = self.net.log_prob(dist, actions[idx])
                 log_ratio = logp - batch["logp"][idx]
                 ratio = log_ratio.exp()
@@ -222,7 +232,7 @@ class PPO(Agent):
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = -torch.min(
                     ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
-                value = self.net.value(batch["obs"][idx])
+                value = self.net.value(obs)
                 value_err = (value - batch["returns"][idx]) ** 2
                 if cfg.clip_value is not None:
                     old = batch["values"][idx]
@@ -234,7 +244,7 @@ class PPO(Agent):
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm, foreach=True)
                 self.opt.step()
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - log_ratio).mean().item()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +24,32 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int,
         nn.init.zeros_(last.bias)
     layers.append(last)
     return nn.Sequential(*layers)
+
+
+class NumpyMLP:
+    """A numpy snapshot of an `mlp`, for acting on one or a few observations per env step.
+
+    At that size torch's per-operation overhead (several µs each) outweighs the arithmetic, so
+    rollouts run the snapshot instead; take a new one after every update.
+    """
+
+    ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}
+
+    def __init__(self, net: nn.Sequential):
+        self.layers: list[tuple[np.ndarray, np.ndarray] | Any] = []
+        for m in net:
+            if isinstance(m, nn.Linear):
+                self.layers.append((m.weight.detach().numpy().T.copy(),
+                                    m.bias.detach().numpy().copy()))
+            elif type(m) in self.ACTIVATIONS:
+                self.layers.append(self.ACTIVATIONS[type(m)])
+            else:
+                raise TypeError(f"NumpyMLP supports Linear, Tanh and ReLU layers, not {m}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = x @ layer[0] + layer[1] if isinstance(layer, tuple) else layer(x)
+        return x
 
 
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:

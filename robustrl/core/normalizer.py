@@ -19,7 +19,11 @@ class RunningMeanStd:
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, np.float64).reshape(-1, *self.mean.shape)
-        b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
+        b_count = batch.shape[0]
+        if b_count == 1:  # one env stepping: skip numpy's (comparatively slow) reductions
+            b_mean, b_var = batch[0], 0.0
+        else:
+            b_mean, b_var = batch.mean(0), batch.var(0)
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * b_count / total

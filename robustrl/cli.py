@@ -23,9 +23,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from robustrl.train import build_run, resume, train
 
     if args.resume:
-        if args.agent or args.env or args.set or args.imports:
+        if args.agent or args.env or args.set or args.imports or args.reward or args.labeler:
             raise RobustRLError("--resume continues a run with its saved config; "
-                                "drop --agent/--env/--set/--import")
+                                "drop --agent/--env/--set/--import/--reward/--labeler")
         agent = resume(args.resume)
         out = args.resume
     else:
@@ -35,6 +35,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = parse_assignments(args.set)
         if args.imports:
             overrides["run.imports"] = args.imports
+        if args.reward:
+            overrides["reward.method"] = args.reward
+        if args.labeler:
+            overrides["reward.labeler"] = args.labeler
         cfg = build_run(args.agent, args.env, args.steps, args.seed, overrides)
         from robustrl.envs import spec
         from robustrl.train import import_user_modules
@@ -149,6 +153,13 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: agent hyperparameter (lr=1e-3), run.KEY or env.KEY")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--reward", choices=["none", "learned", "heron", "weighted"],
+                   help="train on the env reward (none), a reward model learned from --labeler's "
+                   "preferences, HERON's hierarchical preferences over the env's ranked factors, "
+                   "or a weighted sum of them (reward.* / heron.* settings via --set)")
+    p.add_argument("--labeler", metavar="SPEC",
+                   help="preference labeler of --reward learned, e.g. oracle, flip:0.2, "
+                   "irrational:0.5, boltzmann:1 (joined by '+')")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers your own envs); repeatable")
     p.set_defaults(func=cmd_train)

@@ -28,6 +28,8 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
+from robustrl.reward.heron import HeronConfig
+from robustrl.reward.rl import RewardConfig
 
 
 @dataclass
@@ -55,9 +57,13 @@ class Run:
     run: RunConfig
     env: dict[str, Any] = field(default_factory=dict)
     agent: Any = None
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Where the agent's reward comes from (env, learned from preferences, HERON, weighted)."""
+    heron: HeronConfig = field(default_factory=HeronConfig)
+    """HERON's factor ranking and margins (used by reward.method = heron / weighted)."""
 
 
-SECTIONS = ("run", "env", "agent")
+SECTIONS = ("run", "env", "agent", "reward", "heron")
 
 
 def build_run(agent: str, env: str, steps: int, seed: int = 0,
@@ -77,12 +83,21 @@ def build_run(agent: str, env: str, steps: int, seed: int = 0,
             sections["agent"][key] = value
     run = replace(run, sections["run"], prefix="run.")
     return Run(run=run, env=dict(sections["env"]),
-               agent=resolve_config(run.agent, run.env, sections["agent"]))
+               agent=resolve_config(run.agent, run.env, sections["agent"]),
+               reward=replace(RewardConfig(), sections["reward"], prefix="reward."),
+               heron=replace(HeronConfig(), sections["heron"], prefix="heron."))
+
+
+def run_to_dict(cfg: Run) -> dict[str, Any]:
+    """The sections of a run config that are set (reward/heron only when used)."""
+    data = {"run": to_dict(cfg.run), "env": cfg.env, "agent": to_dict(cfg.agent)}
+    if cfg.reward.method != "none":
+        data.update(reward=to_dict(cfg.reward), heron=to_dict(cfg.heron))
+    return data
 
 
 def save_run_config(directory: Path, cfg: Run) -> None:
-    data = {"run": to_dict(cfg.run), "env": cfg.env, "agent": to_dict(cfg.agent)}
-    atomic_write_text(directory / "config.toml", tomli_w.dumps(data))
+    atomic_write_text(directory / "config.toml", tomli_w.dumps(run_to_dict(cfg)))
 
 
 def load_run_config(directory: str | Path) -> Run:
@@ -97,7 +112,9 @@ def load_run_config(directory: str | Path) -> Run:
         raise RobustRLError(f"{path} is malformed: {e}") from None
     run = from_dict(RunConfig, data.get("run", {}), prefix="run.")
     agent_cfg = from_dict(agent_class(run.agent).Config, data.get("agent", {}), prefix="agent.")
-    return Run(run=run, env=dict(data.get("env", {})), agent=agent_cfg)
+    return Run(run=run, env=dict(data.get("env", {})), agent=agent_cfg,
+               reward=from_dict(RewardConfig, data.get("reward", {}), prefix="reward."),
+               heron=from_dict(HeronConfig, data.get("heron", {}), prefix="heron."))
 
 
 def import_user_modules(modules: tuple[str, ...]) -> None:
@@ -136,12 +153,21 @@ def train(cfg: Run, out: str | Path, resume: bool = False) -> Agent:
         resume_step = agent.num_steps
     elif resume:
         resume_step = 0  # killed before the first checkpoint: start over, drop partial logs
+    loop = None  # learned / HERON / weighted rewards: robustrl.reward.rl wraps the agent's envs
+    if cfg.reward.method != "none":
+        from robustrl.reward.rl import build_loop
+
+        loop = build_loop(cfg.reward, cfg.heron, agent, seed=cfg.run.seed)
+        if resume and (out / "reward.pt").exists() and resume_step:
+            loop.load(out / "reward.pt")
     logger = MetricsLogger(out, resume_step=resume_step, tensorboard=cfg.run.tensorboard)
     bar = progress(cfg.run.steps, desc=f"{cfg.run.agent} {cfg.run.env}", initial=agent.num_steps)
     last_checkpoint = agent.num_steps
 
     def callback(agent: Agent, metrics: dict[str, float]) -> None:
         nonlocal last_checkpoint
+        if loop is not None:
+            metrics = {**metrics, **loop.on_callback(agent)}
         logger.log(agent.num_steps, metrics)
         bar.update(agent.num_steps - bar.n)
         if "episode_return" in metrics:
@@ -149,6 +175,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False) -> Agent:
         if agent.num_steps - last_checkpoint >= cfg.run.checkpoint_every:
             logger.flush()
             agent.save(checkpoint_path, include_buffer=True)
+            if loop is not None:
+                loop.save(out / "reward.pt")
             last_checkpoint = agent.num_steps
 
     try:
@@ -156,7 +184,11 @@ def train(cfg: Run, out: str | Path, resume: bool = False) -> Agent:
     finally:
         bar.close()
         logger.close()
+        if loop is not None:
+            loop.detach(agent)  # evaluation envs give the env reward again
     agent.save(checkpoint_path, include_buffer=True)
+    if loop is not None:
+        loop.save(out / "reward.pt")
     agent.save(out / "agent.pt")
     return agent
 

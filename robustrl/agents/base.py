@@ -83,6 +83,30 @@ class Agent:
         env, self._probe_env = self._probe_env, None
         return env if env is not None else self.env_fn()
 
+    @property
+    def in_process_only(self) -> bool:
+        """libsumo runs one simulation per process: other traffic copies go to subprocesses."""
+        return bool(self.env_id) and (self.env_id.startswith(("traffic/", "hybrid/traffic-")))
+
+    def make_extra_env(self) -> Any:
+        """A further env copy (another process for traffic ids)."""
+        if self.in_process_only:
+            from robustrl.envs.traffic_worker import make_subprocess
+
+            return make_subprocess(self.env_id, **self.env_kwargs)
+        return self.env_fn()
+
+    def make_eval_env(self) -> Any:
+        """The env `robustrl.train.evaluate` uses: a subprocess one if this process's traffic
+        simulation is taken (by this agent's training env or any other)."""
+        if self.in_process_only:
+            from robustrl.envs.traffic import _RUNNING
+
+            owner = _RUNNING() if _RUNNING is not None else None
+            if self._probe_env is None or (owner is not None and owner.running):
+                return self.make_extra_env()
+        return self.take_env()
+
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         if not isinstance(action_space, cls.action_spaces):

@@ -212,30 +212,6 @@ class MultiAgent(Agent):
 
         return factory
 
-    @property
-    def in_process_only(self) -> bool:
-        """libsumo runs one simulation per process: other traffic copies go to subprocesses."""
-        return bool(self.env_id) and self.env_id.split("/", 1)[0] in ("traffic", "hybrid")
-
-    def make_extra_env(self) -> Any:
-        """A further env copy (another process for traffic ids)."""
-        if self.in_process_only:
-            from robustrl.envs.traffic_worker import make_subprocess
-
-            return make_subprocess(self.env_id, **self.env_kwargs)
-        return self.env_fn()
-
-    def make_eval_env(self) -> Any:
-        """The env `robustrl.train.evaluate` uses: a subprocess one if this process's traffic
-        simulation is taken (by this agent's training env or any other)."""
-        if self.in_process_only:
-            from robustrl.envs.traffic import _RUNNING
-
-            owner = _RUNNING() if _RUNNING is not None else None
-            if self._probe_env is None or (owner is not None and owner.running):
-                return self.make_extra_env()
-        return self.take_env()
-
     def make_envs(self, n: int, want_state: bool = False) -> ParallelEnvs:
         first = self.take_env()
         envs = [first] + [self.make_extra_env() for _ in range(n - 1)]

@@ -154,7 +154,7 @@ class PPO(Agent):
     def _make_envs(self) -> gym.vector.VectorEnv:
         cfg = self.config
         first = self.take_env()
-        fns = [lambda: first] + [self.env_fn] * (cfg.n_envs - 1)
+        fns = [lambda: first] + [self.make_extra_env] * (cfg.n_envs - 1)
         mode = gym.vector.AutoresetMode.SAME_STEP
         if cfg.vector == "async":
             first.close()

@@ -3,7 +3,9 @@
 Losses work on reward differences Δ (:mod:`.losses`), labelers make synthetic preferences
 from known rewards (:mod:`.labelers`), reward models map items to rewards (:mod:`.models`,
 :mod:`.text`), datasets load real preference files (:mod:`.data`), and :mod:`.train` fits any
-of them. ``robustrl reward train | eval`` lives in :mod:`.cli`.
+of them. :mod:`.heron` holds HERON's hierarchical comparison rule and :mod:`.rl` the
+RL-from-preferences loop (any agent on a learned reward). ``robustrl reward train | eval``
+lives in :mod:`.cli`.
 """
 
 from robustrl.reward.data import (
@@ -15,6 +17,7 @@ from robustrl.reward.data import (
     load_ratings,
     split_by_prompt,
 )
+from robustrl.reward.heron import HeronConfig, HeronLabeler, LevelStats, hierarchical_compare
 from robustrl.reward.labelers import (
     FactorLabeler,
     Flip,
@@ -37,6 +40,7 @@ from robustrl.reward.losses import (
     make_loss,
 )
 from robustrl.reward.models import RewardNet, RewardNetConfig, RewardOutput
+from robustrl.reward.rl import PreferenceLoop, RewardConfig, build_loop
 from robustrl.reward.train import Pairs, TrainConfig, TrainResult, fit_preferences, fit_ratings
 
 __all__ = [
@@ -45,26 +49,33 @@ __all__ = [
     "DPOLoss",
     "FactorLabeler",
     "Flip",
+    "HeronConfig",
+    "HeronLabeler",
     "Irrational",
     "Labeler",
+    "LevelStats",
     "LossOutput",
     "MarginBTLoss",
     "MeanVarLoss",
     "Pairs",
     "PreferenceData",
+    "PreferenceLoop",
     "R3MLoss",
     "Rational",
     "RatingData",
     "RegressionLoss",
+    "RewardConfig",
     "RewardNet",
     "RewardNetConfig",
     "RewardOutput",
     "ScaledBTLoss",
     "TrainConfig",
     "TrainResult",
+    "build_loop",
     "evaluate_pairs",
     "fit_preferences",
     "fit_ratings",
+    "hierarchical_compare",
     "length_baseline",
     "load_preferences",
     "load_ratings",

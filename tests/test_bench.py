@@ -119,6 +119,25 @@ def test_plan_of_tiny_suite(tmp_path):
     assert [c.id for j in again.jobs for c in j.cells] == ids
 
 
+def test_labels_tell_apart_the_same_agent_trained_differently(tmp_path):
+    variants = """
+[[train]]
+agents = ["ppo"]
+envs = ["gym/CartPole-v1"]
+steps = 64
+label = "ppo+weighted"
+set = { reward = { method = "weighted", beta = 0.5 } }
+"""
+    plan = plan_suite(load_suite(_write_suite(tmp_path / "s.toml", BASE + variants)), tmp_path)
+    plain, weighted = plan.jobs
+    assert (plain.label, weighted.label) == ("ppo", "ppo+weighted")
+    assert plain.agent == weighted.agent == "ppo" and plain.run_id != weighted.run_id
+    assert weighted.run.reward.method == "weighted" and "ppo+weighted" in weighted.run_dir
+    same = variants.replace('label = "ppo+weighted"', 'label = "again"')
+    with pytest.raises(RobustRLError, match="trained twice"):
+        plan_suite(load_suite(_write_suite(tmp_path / "s.toml", BASE + variants + same)),
+                   tmp_path)
+
 # --------------------------------------------------------------------------- sweep + report
 def test_tiny_sweep_rows_rerun_and_report(reference, tmp_path, capsys):
     assert len(_rows(reference)) == N_ROWS and _count(reference, "cells") == N_CELLS

@@ -27,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,11 @@ class TrainEntry:
     steps: int
     """Training budget in environment steps."""
     set: dict[str, Any] = field(default_factory=dict)
-    """Overrides with `robustrl train --set` keys: `lr`, `agent.x`, `run.x`, `env.x`."""
+    """Overrides with `robustrl train --set` keys: `lr`, `agent.x`, `run.x`, `env.x`,
+    `reward.x`, `heron.x`."""
+    label: str = ""
+    """Name of these runs in the results and reports (default: the agent name); tells apart
+    entries that train the same agent differently, e.g. "ppo+heron"."""
 
 
 @dataclass
@@ -102,6 +107,8 @@ class Job:
     run_id: str
     agent: str
     env: str
+    label: str
+    """The agent's name in results and reports (`TrainEntry.label` or the agent)."""
     seed: int
     run: Any
     """The resolved `robustrl.train.Run` config."""
@@ -239,8 +246,9 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
                 if check_envs and key not in checked:
                     _check_env(where, agent, env_id, runs[0].env, applicable)
                     checked.add(key)
+                label = entry.label or agent
                 for seed, run in zip(suite.seeds, runs):
-                    jobs.append(_job(suite, out, agent, env_id, seed, run, applicable))
+                    jobs.append(_job(suite, out, agent, label, env_id, seed, run, applicable))
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -252,21 +260,26 @@ def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
     """`{env = {max_episode_steps = 50}}` -> `{"env.max_episode_steps": 50}` (TOML tables and
     quoted dotted keys both work, as with `--set`)."""
     flat: dict[str, Any] = {}
+    from robustrl.train import SECTIONS
+
     for key, value in overrides.items():
-        if key in ("run", "env", "agent") and isinstance(value, dict):
+        if key in SECTIONS and isinstance(value, dict):
             flat.update({f"{key}.{k}": v for k, v in _flatten(value).items()})
         else:
             flat[key] = value
     return flat
 
 
-def _job(suite: SuiteConfig, out: Path, agent: str, env_id: str, seed: int, run: Any,
-         applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> Job:
-    run_data = {"run": to_dict(run.run), "env": run.env, "agent": to_dict(run.agent)}
+def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, seed: int,
+         run: Any, applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> Job:
+    from robustrl.train import run_to_dict
+
+    run_data = run_to_dict(run)
     for key in ("tensorboard", "checkpoint_every", "threads"):  # do not change results
         run_data["run"].pop(key, None)
     run_id = digest(run_data)
-    name = f"{agent}_{env_id.replace('/', '-')}_seed{seed}_{run_id[:8]}"
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", label).strip("-")
+    name = f"{slug}_{env_id.replace('/', '-')}_seed{seed}_{run_id[:8]}"
     evaluation = [run_id, suite.episodes, suite.eval_seed]
     cells = [Cell(digest([*evaluation, CLEAN]), CLEAN, CLEAN, None)]
     for entry, pairs in applicable:
@@ -275,7 +288,7 @@ def _job(suite: SuiteConfig, out: Path, agent: str, env_id: str, seed: int, run:
                 raise RobustRLError(f"suite {suite.name}: {spec} is listed twice for {env_id}; "
                                     "remove one of the [[perturbations]] entries")
             cells.append(Cell(digest([*evaluation, spec]), entry.spec, spec, float(strength)))
-    return Job(run_id=run_id, agent=agent, env=env_id, seed=seed, run=run,
+    return Job(run_id=run_id, agent=agent, env=env_id, label=label, seed=seed, run=run,
                run_dir=str(out / "runs" / name), cells=cells, episodes=suite.episodes,
                eval_seed=suite.eval_seed, lipschitz_eps=suite.lipschitz_eps,
                lipschitz_obs=suite.lipschitz_obs)

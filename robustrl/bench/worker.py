@@ -166,7 +166,7 @@ def _run_job(job: Job) -> dict[str, Any]:
         evaluate(agent, 1, seed=job.eval_seed, env=recorder)
         observations = recorder.observations
     lipschitz = _lipschitz(agent, observations, job)
-    return {"run": job.run_id, "agent": job.agent, "env": job.env, "seed": job.seed,
+    return {"run": job.run_id, "agent": job.label, "env": job.env, "seed": job.seed,
             "run_dir": job.run_dir, "steps": int(agent.num_steps), "lipschitz": lipschitz,
             "lipschitz_eps": job.lipschitz_eps, "train_seconds": train_seconds,
             "eval_seed": job.eval_seed, "cells": cells}

@@ -101,8 +101,8 @@ class SAC(Agent):
         self.actor = Actor(obs_dim, act_dim, cfg.hidden, low, high)
         self.critic = EnsembleMLP(cfg.n_critics, obs_dim + act_dim, cfg.hidden, 1)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
         self.log_alpha = torch.tensor(np.log(cfg.alpha or cfg.alpha_init), requires_grad=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None

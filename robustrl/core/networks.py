@@ -72,6 +72,8 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.shape[-1] == 1:  # a value head: MKL's batched matmul is ~5x slower on
+            return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias  # width 1
         return torch.baddbmm(self.bias, x, self.weight)
 
 

@@ -18,7 +18,7 @@ own waiting time) as a learning signal while still seeing the system-wide one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -31,6 +31,7 @@ from robustrl.agents.base import Callback
 from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, multi_agent_buffer
 from robustrl.core.networks import mlp
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.robust import RobustConfig, attach
 
 
 @dataclass
@@ -63,6 +64,10 @@ class IDQNConfig:
     """Env copies stepped together (traffic: copies beyond the first run in subprocesses)."""
     log_interval: int = 1_000
     """Env steps between callbacks."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """ERNIE's adversarial Lipschitz regularizer on Q_i ("actor": each agent's own
+    observation) and/or QCOMBO's global Q ("critic": joint observation, optionally the joint
+    action's one-hots)."""
 
 
 class IDQN(MultiAgent):
@@ -83,6 +88,9 @@ class IDQN(MultiAgent):
         self._sync_targets()
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
+        qcombo = cfg.mixer == "qcombo"
+        self.ernie = attach(cfg.robust, self.name, logits=False, critic=qcombo,
+                            critic_actions=qcombo)
         self.buffer = multi_agent_buffer(cfg.buffer_size, n, self.obs_dim, (), np.int64)
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         self.obs: np.ndarray | None = None
@@ -155,7 +163,16 @@ class IDQN(MultiAgent):
             global_loss = F.smooth_l1_loss(g, g_target)
             consistency = ((g - q.sum(1)) ** 2).mean()
             loss = loss + global_loss + cfg.consistency_coef * consistency
+            if self.ernie:  # lam * R(theta) of the global Q (robustrl.robust)
+                g_in = joint(x, actions)
+                n = self.n_agents
+                scale = self.ernie.scale(n * self.obs_dim, g_in.shape[1], n * self.act_dim)
+                loss = loss + self.ernie.penalty("critic", self.g, g_in, scale=scale,
+                                                 clean=g[:, None])
             metrics.update(global_loss=global_loss.item(), consistency_loss=consistency.item())
+        if self.ernie:  # ... and of Q_i on each agent's own observation (ids fixed)
+            loss = loss + self.ernie.penalty("actor", self.q, x.flatten(0, 1), self.obs_dim,
+                                             clean=q_all.flatten(0, 1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
@@ -163,7 +180,7 @@ class IDQN(MultiAgent):
         self.opt.step()
         self.updates += 1
         metrics["q_mean"] = q.mean().item()
-        return metrics
+        return {**metrics, **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> IDQN:

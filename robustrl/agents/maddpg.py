@@ -15,7 +15,7 @@ actions are the stored ones (the paper's update).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from robustrl.agents.base import Callback
 from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, multi_agent_buffer
 from robustrl.core.networks import mlp, polyak_update
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.robust import RobustConfig, attach
 
 
 @dataclass
@@ -57,6 +58,9 @@ class MADDPGConfig:
     """Env copies stepped together (traffic: copies beyond the first run in subprocesses)."""
     log_interval: int = 1_000
     """Env steps between callbacks."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """ERNIE's adversarial Lipschitz regularizer on the actor (each agent's own observation)
+    and/or the centralized critic (joint observation, optionally the other agents' actions)."""
 
 
 class MADDPG(MultiAgent):
@@ -75,6 +79,7 @@ class MADDPG(MultiAgent):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.obs_rms = RunningMeanStd((d,))
+        self.ernie = attach(cfg.robust, self.name, logits=self.discrete, critic_actions=True)
         self.buffer = multi_agent_buffer(cfg.buffer_size, n, d, (a,))
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         if not self.discrete:
@@ -141,6 +146,23 @@ class MADDPG(MultiAgent):
         ids = torch.as_tensor(self.ids).expand(b, n, n)
         return torch.cat([obs, actions.reshape(b, n, -1), ids], -1)
 
+    def _critic_penalty(self, x: torch.Tensor, actions: torch.Tensor,
+                        clean: torch.Tensor) -> torch.Tensor:
+        """ERNIE on the critic: the joint observation is perturbed and, with
+        robust.perturb_other_actions, every Q_i's other agents' actions (its own stays)."""
+        b, n, d = x.shape[0], self.n_agents, self.obs_dim
+        own = torch.eye(n).reshape(1, n, n, 1)
+
+        def q(p: torch.Tensor) -> torch.Tensor:  # p: [joint observation | joint action]
+            obs = torch.cat([p[:, :n * d].reshape(b, n, d), x[..., d:]], -1)
+            others = p[:, n * d:].reshape(actions.shape)
+            joint = own * actions[:, None] + (1 - own) * others[:, None]
+            return self.critic(self._critic_in(obs, joint)).squeeze(-1)
+
+        p = torch.cat([x[..., :d].flatten(1), actions.flatten(1)], 1)
+        scale = self.ernie.scale(n * d, p.shape[1], actions=n * self.act_dim)
+        return self.ernie.penalty("critic", q, p, scale=scale, clean=clean)
+
     def update(self) -> dict[str, float]:
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, self.rng)
@@ -154,6 +176,8 @@ class MADDPG(MultiAgent):
             target = rewards + cfg.gamma * (1 - term) * q_next.squeeze(-1)
         q = self.critic(self._critic_in(x, shared(actions))).squeeze(-1)
         critic_loss = F.mse_loss(q, target)
+        if self.ernie:  # lam * R(theta) (robustrl.robust)
+            critic_loss = critic_loss + self._critic_penalty(x, actions, clean=q)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
@@ -168,6 +192,11 @@ class MADDPG(MultiAgent):
         joint = own * new[:, None] + (1 - own) * shared(actions)
         actor_loss = -self.critic(self._critic_in(x, joint)).mean()
         loss = actor_loss + cfg.logit_reg * (out ** 2).mean()
+        if self.ernie:  # per agent observation (ids fixed): logits, or actions in [-1, 1]
+            act_fn = self.actor if self.discrete else lambda v: torch.tanh(self.actor(v))
+            clean = (out if self.discrete else new).flatten(0, 1)  # act_fn(x), reused
+            loss = loss + self.ernie.penalty("actor", act_fn, x.flatten(0, 1), self.obs_dim,
+                                             clean=clean)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
@@ -176,7 +205,7 @@ class MADDPG(MultiAgent):
         polyak_update(self.critic_target, self.critic, cfg.tau)
         self.updates += 1
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
-                "q_mean": q.mean().item()}
+                "q_mean": q.mean().item(), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MADDPG:

@@ -14,7 +14,7 @@ critic's input, so sampling, log-probabilities and initialisation are PPO's.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, gae
 from robustrl.agents.ppo import ActorCritic
 from robustrl.core.networks import mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.robust import RobustConfig, attach
 
 
 @dataclass
@@ -54,6 +55,9 @@ class MAPPOConfig:
     normalize_advantage: bool = True
     init_log_std: float = -0.5
     """Initial log std of continuous actions (mpe forces live in [0, 1])."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """ERNIE's adversarial Lipschitz regularizer on the shared actor (each agent's own
+    observation) and/or the critic (MAPPO: the global state) (robustrl.robust)."""
 
 
 @dataclass
@@ -90,6 +94,7 @@ class MAPPO(MultiAgent):
         orthogonal_init(self.net.critic)
         nn.init.orthogonal_(self.net.critic[-1].weight, 1.0)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.ernie = attach(cfg.robust, self.name, logits=self.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.state_rms = RunningMeanStd((self.state_dim,))
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
@@ -216,11 +221,18 @@ class MAPPO(MultiAgent):
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = -torch.min(
                     ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
-                value_loss = 0.5 * ((self.net.value(batch["critic"][idx])
-                                     - batch["returns"][idx]) ** 2).mean()
+                value = self.net.value(batch["critic"][idx])
+                value_loss = 0.5 * ((value - batch["returns"][idx]) ** 2).mean()
                 entropy = dist.entropy()
                 entropy = (entropy if self.discrete else entropy.sum(-1)).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                if self.ernie:  # lam * R(theta); the agent ids (last n_agents inputs) stay fixed
+                    out = dist.logits if self.discrete else dist.loc  # actor(obs), reused
+                    loss = loss + self.ernie.penalty(
+                        "actor", self.net.actor, batch["obs"][idx], self.obs_dim, clean=out) \
+                        + self.ernie.penalty("critic", self.net.critic, batch["critic"][idx],
+                                             batch["critic"].shape[-1] - self.n_agents,
+                                             clean=value[:, None])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
@@ -230,7 +242,7 @@ class MAPPO(MultiAgent):
                 log["value_loss"].append(value_loss.item())
                 log["entropy"].append(entropy.item())
         self.updates += 1
-        return {k: float(np.mean(v)) for k, v in log.items()}
+        return {**{k: float(np.mean(v)) for k, v in log.items()}, **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MAPPO:

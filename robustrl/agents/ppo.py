@@ -8,7 +8,7 @@ time-limit truncation bootstraps from the true final observation.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -21,6 +21,7 @@ from robustrl.agents.base import Agent, Callback
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.robust import RobustConfig, attach
 
 
 @dataclass
@@ -57,6 +58,8 @@ class PPOConfig:
     normalize_advantage: bool = True
     init_log_std: float = 0.0
     """Initial log standard deviation of continuous actions (state independent)."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """ERNIE's adversarial Lipschitz regularizer on the actor and/or critic (robustrl.robust)."""
 
 
 class ActorCritic(nn.Module):
@@ -98,6 +101,7 @@ class PPO(Agent):
         self.net = ActorCritic(self.obs_dim, self.action_space, cfg)
         # fused: one kernel for all (small) parameter tensors instead of a Python loop over them
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+        self.ernie = attach(cfg.robust, self.name, logits=self.net.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.ret_rms = RunningMeanStd(())
         self.stats = EpisodeStats(cfg.n_envs)
@@ -242,6 +246,10 @@ class PPO(Agent):
                 entropy = dist.entropy()
                 entropy = (entropy if self.net.discrete else entropy.sum(-1)).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                if self.ernie:  # lam * R(theta) on normalized observations (robustrl.robust)
+                    out = dist.logits if self.net.discrete else dist.loc  # actor(obs), reused
+                    loss = loss + self.ernie.penalty("actor", self.net.actor, obs, clean=out) \
+                        + self.ernie.penalty("critic", self.net.critic, obs, clean=value[:, None])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm, foreach=True)
@@ -257,7 +265,7 @@ class PPO(Agent):
             if cfg.target_kl is not None and approx_kl > cfg.target_kl:
                 break
         self.updates += 1
-        return {k: float(np.mean(v)) for k, v in log.items()}
+        return {**{k: float(np.mean(v)) for k, v in log.items()}, **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> PPO:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +23,7 @@ from robustrl.core.buffer import ReplayBuffer
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import EnsembleMLP, mlp, polyak_update
+from robustrl.robust import RobustConfig, attach
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -53,6 +54,9 @@ class SACConfig:
     """Entropy target of the auto-tuned temperature; None means -dim(action)."""
     log_interval: int = 1000
     """Env steps between metrics reported to the callback."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """ERNIE's adversarial Lipschitz regularizer on the actor's mean action and/or the critics
+    (robustrl.robust); sac has no observation normalizer, so eps is in raw units."""
 
 
 class Actor(nn.Module):
@@ -105,6 +109,7 @@ class SAC(Agent):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
         self.log_alpha = torch.tensor(np.log(cfg.alpha or cfg.alpha_init), requires_grad=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.ernie = attach(cfg.robust, self.name, logits=False)
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
                                else -float(act_dim))
         self.buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), (act_dim,))
@@ -139,6 +144,9 @@ class SAC(Agent):
                 next_q - alpha * next_logp)
         q = self.q_values(self.critic, obs, actions)
         critic_loss = 0.5 * ((q - target) ** 2).mean(1).sum()
+        if self.ernie:  # lam * R(theta) of the critics at the stored actions (robustrl.robust)
+            critic_loss = critic_loss + self.ernie.penalty(
+                "critic", lambda o: self.q_values(self.critic, o, actions).T, obs, clean=q.T)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
@@ -146,6 +154,9 @@ class SAC(Agent):
         new_a, logp = self.actor.sample(obs)
         q_pi = self.q_values(self.critic, obs, new_a).min(0).values
         actor_loss = (alpha * logp - q_pi).mean()
+        if self.ernie:  # ... and of the mean action, tanh-squashed to [-1, 1]
+            actor_loss = actor_loss + self.ernie.penalty(
+                "actor", lambda o: torch.tanh(self.actor(o)[0]), obs)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward(inputs=list(self.actor.parameters()))
         self.actor_opt.step()
@@ -157,7 +168,7 @@ class SAC(Agent):
             self.alpha_opt.step()
         polyak_update(self.critic_target, self.critic, cfg.tau)
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                "alpha": alpha, "entropy": -logp.detach().mean()}
+                "alpha": alpha, "entropy": -logp.detach().mean(), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> SAC:

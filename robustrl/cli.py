@@ -19,6 +19,10 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 # ----------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
+    from robustrl.offline import cli as offline_cli
+
+    if offline_cli.wants_offline(args):  # --dataset FILE: offline training (iql, td3bc, ...)
+        return offline_cli.train(args)
     from robustrl.core.config import parse_assignments
     from robustrl.train import build_run, resume, train
 
@@ -121,15 +125,6 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_yet(issue: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"robustrl {args.command}: not implemented yet ({issue}); nothing was run",
-              file=sys.stderr)
-        return 2
-
-    return run
-
-
 # ----------------------------------------------------------------------------- parser
 def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     """The full parser; `reward_commands=False` skips importing the (torch-heavy) reward CLI."""
@@ -153,6 +148,8 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: agent hyperparameter (lr=1e-3), run.KEY or env.KEY")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--dataset", metavar="FILE", help="train offline from this dataset "
+                   "(agents iql, td3bc, awac, cql; `robustrl data generate` makes one)")
     p.add_argument("--reward", choices=["none", "learned", "heron", "weighted"],
                    help="train on the env reward (none), a reward model learned from --labeler's "
                    "preferences, HERON's hierarchical preferences over the env's ranked factors, "
@@ -202,10 +199,13 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     bench_cli.add_arguments(p)
     p.set_defaults(func=bench_cli.run)
 
-    p = sub.add_parser("data", help="generate offline datasets (not implemented yet)",
-                       description="Not implemented yet (issue 9): exits non-zero.")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_not_yet("issue 9"))
+    from robustrl.offline import cli as offline_cli
+
+    p = sub.add_parser("data", help="generate or inspect offline datasets",
+                       description=offline_cli.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    offline_cli.add_data_arguments(p)
+    p.set_defaults(func=offline_cli.run_data)
 
     p = sub.add_parser("reward", help="train / evaluate preference reward models",
                        description="Preference-based reward models for text and RL segments.")

@@ -113,9 +113,12 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, capsys):
     assert "corrupt" in capsys.readouterr().err
 
 
-def test_unimplemented_commands_exit_nonzero(capsys):
-    assert main(["data", "generate", "maze/PointMaze_UMaze-v3"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_data_generate_bad_input_is_one_line(capsys, tmp_path):
+    assert main(["data", "generate", "maze/PointMaze_Nowhere-v3", "--steps", "10",
+                 "--out", str(tmp_path / "d.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustrl: error:") and "PointMaze_Nowhere" in err and "\n" not in err
+    assert not (tmp_path / "d.npz").exists()
 
 
 def test_bench_missing_suite_is_one_line(capsys):

@@ -1,0 +1,181 @@
+"""What the offline workers share: the batch, the twin critic, the Gaussian actor, the base.
+
+A worker is built from input/action sizes (its input is [observation, goal] on goal-conditioned
+data), trained by `update(batch)` one gradient step at a time, and acts with `act(inputs)`.
+Inputs are normalized by the dataset's mean/std, held by the worker so acting needs nothing
+else. `state_dict()` covers everything to resume or act.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustrl.core.networks import EnsembleMLP, mlp
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    dones: torch.Tensor
+    """1.0 where the transition terminated (timeouts still bootstrap)."""
+
+
+class TransitionSampler:
+    """Uniform minibatches from a dataset's (inputs, actions, rewards, next inputs, terminals)."""
+
+    def __init__(self, inputs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                 next_inputs: np.ndarray, terminals: np.ndarray, seed: int = 0):
+        self.tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+                        for x in (inputs, actions, rewards, next_inputs, terminals)]
+        self.size = len(rewards)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(self.size, (batch_size,), generator=self.generator)
+        return Batch(*(t[idx] for t in self.tensors))
+
+
+class TwinQ(nn.Module):
+    """Two Q-functions in one batched pass (EnsembleMLP); forward returns (2, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2):
+        super().__init__()
+        self.net = EnsembleMLP(n, obs_dim + act_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], -1)
+        return self.net(x).squeeze(-1)
+
+
+class GaussianActor(nn.Module):
+    """Normal(tanh(mlp(s)), exp(log_std)) with a state-independent log std (IQL, AWAC).
+
+    Dataset actions lie in [-1, 1], so their log-probability is exact (no squashing).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean = torch.tanh(self.net(obs))
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return torch.distributions.Normal(mean, std.expand_as(mean))
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self(obs).log_prob(actions).sum(-1)
+
+    def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        dist = self(obs)
+        return dist.mean if deterministic else dist.sample().clamp(-1.0, 1.0)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A target network: a deep copy that takes no gradients."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+class OfflineWorker:
+    """Base of IQL, TD3+BC, AWAC and CQL: normalization, acting, state, the update loop.
+
+    Subclasses build their networks in `_build`, implement `update` (one gradient step on a
+    Batch of *normalized* inputs) and `_policy_action` (normalized inputs -> action in
+    [-1, 1]), and list their modules and optimizers in `modules` / `optimizers`.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, obs_dim: int, act_dim: int, config: Any = None, seed: int = 0,
+                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
+                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None):
+        self.config = config if config is not None else self.Config()
+        self.obs_dim, self.act_dim, self.seed = obs_dim, act_dim, seed
+        torch.manual_seed(seed)
+        self.obs_mean = torch.as_tensor(np.zeros(obs_dim) if obs_mean is None else obs_mean,
+                                        dtype=torch.float32)
+        self.obs_std = torch.as_tensor(np.ones(obs_dim) if obs_std is None else obs_std,
+                                       dtype=torch.float32)
+        low = -np.ones(act_dim) if action_low is None else np.asarray(action_low)
+        high = np.ones(act_dim) if action_high is None else np.asarray(action_high)
+        self.action_scale = torch.as_tensor((high - low) / 2, dtype=torch.float32)
+        self.action_bias = torch.as_tensor((high + low) / 2, dtype=torch.float32)
+        self.num_updates = 0
+        self._build()
+
+    modules: ClassVar[tuple[str, ...]] = ()
+    optimizers: ClassVar[tuple[str, ...]] = ()
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- data in and out
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.obs_mean) / self.obs_std
+
+    def to_unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Env actions -> [-1, 1] (the networks' action space)."""
+        return ((actions - self.action_bias) / self.action_scale).clamp(-1.0, 1.0)
+
+    def prepare(self, batch: Batch) -> Batch:
+        return batch._replace(obs=self.normalize(batch.obs),
+                              next_obs=self.normalize(batch.next_obs),
+                              actions=self.to_unit_actions(batch.actions))
+
+    @torch.no_grad()
+    def act(self, inputs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Env action(s) for raw input(s) ([observation, goal] on goal-conditioned data)."""
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        single = x.dim() == 1
+        a = self._policy_action(self.normalize(x.reshape(-1, self.obs_dim)), deterministic)
+        a = (a * self.action_scale + self.action_bias).numpy()
+        return a[0] if single else a
+
+    def policy_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Differentiable deterministic action for raw inputs (for attacks/regularizers)."""
+        return self._policy_action(self.normalize(inputs), True) * self.action_scale \
+            + self.action_bias
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": {n: getattr(self, n).state_dict() for n in self.modules},
+                "optimizers": {n: getattr(self, n).state_dict() for n in self.optimizers},
+                "obs_mean": self.obs_mean, "obs_std": self.obs_std,
+                "action_scale": self.action_scale, "action_bias": self.action_bias,
+                "num_updates": self.num_updates, "extra": self._extra_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n in self.modules:
+            getattr(self, n).load_state_dict(state["modules"][n])
+        for n in self.optimizers:
+            if n in state.get("optimizers", {}):
+                getattr(self, n).load_state_dict(state["optimizers"][n])
+        self.obs_mean, self.obs_std = state["obs_mean"], state["obs_std"]
+        self.action_scale, self.action_bias = state["action_scale"], state["action_bias"]
+        self.num_updates = state["num_updates"]
+        self._load_extra_state(state.get("extra", {}))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass

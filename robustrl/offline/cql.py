@@ -1,0 +1,163 @@
+"""CQL: Conservative Q-Learning (Kumar, Zhou, Tucker, Levine 2020), CQL(H) on SAC, CORL-style.
+
+    critic: L_Q = sum_i [ (Q_i(s, a) - (r + gamma (1 - d) min_j Qtarget_j(s', a')))^2
+                  + cql_alpha ( logsumexp_k Q_i(s, a_k) - Q_i(s, a) ) ],  a' ~ pi(s')
+            where the a_k are `n_actions` uniform actions and the policy's actions at s and
+            s', each importance-weighted by its sampling density (log-density subtracted)
+    actor:  L_pi = E[ alpha log pi(a~ | s) - min_i Q_i(s, a~) ],  a~ ~ pi(s) (tanh Gaussian),
+            alpha tuned to the target entropy -act_dim
+The penalty pushes Q down on actions the data does not hold and up on the data's actions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustrl.core.networks import mlp, polyak_update
+from robustrl.offline.common import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    Batch,
+    OfflineWorker,
+    TwinQ,
+    frozen_copy,
+)
+
+
+@dataclass
+class CQLConfig:
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor (and of the entropy temperature)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor and the critics."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics."""
+    cql_alpha: float = 5.0
+    """Weight of the conservative penalty (CORL: 5 locomotion, 10 antmaze)."""
+    n_actions: int = 10
+    """Sampled actions per state and source (uniform, pi(s), pi(s')) in the logsumexp."""
+    temperature: float = 1.0
+    """Temperature of the logsumexp."""
+    bc_steps: int = 0
+    """First updates whose actor loss is behaviour cloning (CORL uses it on antmaze)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    reward_scale: float = 1.0
+    """Rewards are scaled by this..."""
+    reward_bias: float = 0.0
+    """...then shifted by this."""
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's actor: a = tanh(u), u ~ Normal(mu(s), sigma(s)), with the exact log-density."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+
+    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        mean, log_std = self.net(obs).chunk(2, -1)
+        return torch.distributions.Normal(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.dist(obs)
+        u = d.rsample()
+        log_prob = d.log_prob(u).sum(-1) - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        a = actions.clamp(-1 + 1e-5, 1 - 1e-5)
+        u = torch.atanh(a)
+        return self.dist(obs).log_prob(u).sum(-1) - torch.log1p(-a.pow(2)).sum(-1)
+
+
+class CQL(OfflineWorker):
+    name = "cql"
+    Config = CQLConfig
+    modules = ("q", "q_target", "actor")
+    optimizers = ("q_opt", "actor_opt", "alpha_opt")
+
+    def _build(self) -> None:
+        c = self.config
+        self.q = TwinQ(self.obs_dim, self.act_dim, c.hidden)
+        self.q_target = frozen_copy(self.q)
+        self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, c.hidden)
+        self.log_alpha = torch.zeros(1, requires_grad=True)
+        self.target_entropy = -float(self.act_dim)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.actor_lr)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        c = self.config
+        b = self.prepare(batch)
+        rewards = c.reward_scale * b.rewards + c.reward_bias
+        bsz, n = len(b.rewards), c.n_actions
+
+        # ---- actor and temperature
+        pi, log_pi = self.actor.sample(b.obs)
+        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        alpha = self.log_alpha.exp().detach()
+        if self.num_updates < c.bc_steps:
+            actor_loss = (alpha * log_pi - self.actor.log_prob(b.obs, b.actions)).mean()
+        else:
+            actor_loss = (alpha * log_pi - self.q(b.obs, pi).min(0).values).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        # ---- critics: TD error + conservative penalty
+        with torch.no_grad():
+            next_actions, _ = self.actor.sample(b.next_obs)
+            next_q = self.q_target(b.next_obs, next_actions).min(0).values
+            target = rewards + c.gamma * (1.0 - b.dones) * next_q
+            obs_rep = b.obs.repeat_interleave(n, 0)
+            next_rep = b.next_obs.repeat_interleave(n, 0)
+            rand_a = torch.empty(bsz * n, self.act_dim).uniform_(-1.0, 1.0)
+            pi_a, pi_logp = self.actor.sample(obs_rep)
+            next_a, next_logp = self.actor.sample(next_rep)
+            rand_logp = torch.full((bsz * n,), self.act_dim * math.log(0.5))
+        qs = self.q(b.obs, b.actions)
+        td_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
+        sampled = self.q(torch.cat([obs_rep, obs_rep, obs_rep]),
+                         torch.cat([rand_a, pi_a, next_a]))  # (2, 3 B n)
+        densities = torch.cat([rand_logp, pi_logp, next_logp])
+        sampled = (sampled - densities).reshape(2, 3, bsz, n).permute(0, 2, 1, 3)
+        lse = torch.logsumexp(sampled.reshape(2, bsz, 3 * n) / c.temperature, -1) \
+            * c.temperature
+        cql_loss = (lse - qs).mean(1).sum()
+        q_loss = td_loss + c.cql_alpha * cql_loss
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        polyak_update(self.q_target, self.q, c.tau)
+
+        self.num_updates += 1
+        return {"q_loss": td_loss.item(), "cql_loss": cql_loss.item(),
+                "actor_loss": actor_loss.item(), "alpha": alpha.item(),
+                "q_mean": qs.mean().item()}
+
+    def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        if deterministic:
+            return torch.tanh(self.actor.dist(obs).mean)
+        return self.actor.sample(obs)[0]
+
+    def _extra_state(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().clone()}
+
+    def _load_extra_state(self, state: dict) -> None:
+        if "log_alpha" in state:
+            with torch.no_grad():
+                self.log_alpha.copy_(state["log_alpha"])

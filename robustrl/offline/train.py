@@ -1,0 +1,405 @@
+"""Offline training: a worker learns from a dataset file and is evaluated in the env.
+
+A run directory holds
+    config.toml      [run] (agent, dataset, steps = gradient steps, evaluation) and [agent]
+    metrics.csv      losses every `log_every` updates; eval_return, normalized_score and
+                     success every `eval_every` updates and at the end (tb/: TensorBoard)
+    checkpoint.pt    the latest training state, written atomically (resume continues it)
+    agent.pt         the final worker, written when training completes
+
+The normalized score uses the dataset's reference returns (random policy and
+planner-controller on the same env version and the same episode seeds); a PointMaze dataset
+without them (e.g. a D4RL/Minari file) gets them measured once before training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+import torch
+
+from robustrl.core.config import from_dict, replace, to_dict
+from robustrl.core.errors import RobustRLError
+from robustrl.core.io import atomic_torch_save, atomic_write_text
+from robustrl.core.logging import MetricsLogger
+from robustrl.core.progress import progress
+from robustrl.offline.common import OfflineWorker, TransitionSampler
+from robustrl.offline.dataset import OfflineDataset, load_dataset
+
+WORKERS: dict[str, str] = {
+    "iql": "robustrl.offline.iql:IQL",
+    "td3bc": "robustrl.offline.td3bc:TD3BC",
+    "awac": "robustrl.offline.awac:AWAC",
+    "cql": "robustrl.offline.cql:CQL",
+}
+"""Offline agent name -> "module:Class"."""
+
+CHECKPOINT_FORMAT = 1
+
+
+def worker_class(name: str) -> type[OfflineWorker]:
+    if name not in WORKERS:
+        raise RobustRLError(f"unknown offline agent '{name}'; available: "
+                            f"{', '.join(sorted(WORKERS))}")
+    module, _, attr = WORKERS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass
+class OfflineRunConfig:
+    agent: str
+    """Offline algorithm: iql, td3bc, awac or cql."""
+    dataset: str
+    """Dataset file (.npz, D4RL .hdf5) or Minari dataset folder."""
+    steps: int
+    """Gradient steps."""
+    env: str = ""
+    """Env id to evaluate in ("": the dataset's own)."""
+    seed: int = 0
+    eval_every: int = 10_000
+    """Gradient steps between evaluations (one more at the end)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    eval_seed: int = 10_000
+    """Seed of the first evaluation episode (the datasets' reference returns use 10,000 on)."""
+    log_every: int = 1000
+    """Gradient steps between rows of losses in metrics.csv."""
+    checkpoint_every: int = 10_000
+    """Gradient steps between checkpoints (one is also written at the end)."""
+    normalize: bool = True
+    """Normalize inputs by the dataset's mean and std."""
+    manager: str = ""
+    """Run directory (or manager.pt) of a trained IQL-TD-MPC manager: the worker then learns
+    and acts on [observation, goal, intent], the intent replanned every k steps."""
+    threads: int = 1
+    """torch threads (small networks are fastest on one; 0 keeps torch's default)."""
+    tensorboard: bool = True
+
+
+@dataclass
+class OfflineRun:
+    run: OfflineRunConfig
+    agent: Any = None
+    references: dict[str, float] = field(default_factory=dict)
+    """Reference returns measured for a dataset that had none (ref_min_score, ref_max_score)."""
+
+
+@dataclass
+class OfflineResult:
+    worker: OfflineWorker
+    evaluation: dict[str, Any]
+    out: Path | None
+
+
+# ----------------------------------------------------------------------------- config
+def build_offline_run(agent: str, dataset: str | Path, steps: int, seed: int = 0,
+                      env: str | None = None,
+                      overrides: dict[str, Any] | None = None) -> OfflineRun:
+    """Dataclass defaults <- agents/<agent>.toml (by env id) <- overrides (`run.x` or agent)."""
+    from robustrl.agents import hyperparameters
+
+    cls = worker_class(agent)
+    run = OfflineRunConfig(agent=agent, dataset=str(dataset), steps=steps, seed=seed,
+                           env=env or "")
+    run_keys, agent_keys = {}, {}
+    for key, value in (overrides or {}).items():
+        head, dot, rest = key.partition(".")
+        if dot and head == "run":
+            run_keys[rest] = value
+        elif dot and head == "agent":
+            agent_keys[rest] = value
+        else:
+            agent_keys[key] = value
+    run = replace(run, run_keys, prefix="run.")
+    if run.steps < 1:
+        raise RobustRLError(f"--steps must be positive, got {run.steps}")
+    env_id = run.env or _dataset_env_id(run.dataset)
+    config = from_dict(cls.Config, hyperparameters(agent, env_id), prefix="agent.")
+    return OfflineRun(run=run, agent=replace(config, agent_keys, prefix="agent."))
+
+
+def _dataset_env_id(path: str) -> str | None:
+    """The env id in a robustrl .npz's metadata, without loading the arrays."""
+    if not path.endswith(".npz") or not Path(path).is_file():
+        return None
+    try:
+        import json
+
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["metadata"])).get("env_id") if "metadata" in f else None
+    except Exception:
+        return None  # load_dataset reports a broken file properly later
+
+
+def save_offline_config(out: Path, cfg: OfflineRun) -> None:
+    data = {"run": to_dict(cfg.run), "agent": to_dict(cfg.agent)}
+    if cfg.references:
+        data["references"] = dict(cfg.references)
+    atomic_write_text(out / "config.toml", tomli_w.dumps(data))
+
+
+def load_offline_config(out: str | Path) -> OfflineRun:
+    path = Path(out) / "config.toml"
+    if not path.is_file():
+        raise RobustRLError(f"{out} is not a run directory (no config.toml)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RobustRLError(f"{path} is malformed: {e}") from None
+    if data.get("run", {}).get("agent") == "iql_tdmpc":
+        raise RobustRLError(f"{out} is a manager run; manager training does not resume, "
+                            "train it again into a new --out")
+    run = from_dict(OfflineRunConfig, data.get("run", {}), prefix="run.")
+    agent = from_dict(worker_class(run.agent).Config, data.get("agent", {}), prefix="agent.")
+    return OfflineRun(run=run, agent=agent, references=dict(data.get("references", {})))
+
+
+def is_offline_run(out: str | Path) -> bool:
+    """Whether run directory `out` was written by offline training."""
+    path = Path(out) / "config.toml"
+    try:
+        return "dataset" in tomllib.loads(path.read_text()).get("run", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+# ----------------------------------------------------------------------------- evaluation
+def goal_conditioned(data: OfflineDataset) -> bool:
+    return data.goals is not None
+
+
+def make_policy(worker: OfflineWorker, use_goal: bool):
+    """Env observation -> action: [observation, desired_goal] on goal-conditioned data."""
+    def policy(obs: Any) -> np.ndarray:
+        if isinstance(obs, dict):
+            parts = [obs["observation"], obs["desired_goal"]] if use_goal else \
+                [obs["observation"]]
+            obs = np.concatenate(parts)
+        return worker.act(obs, deterministic=True)
+
+    return policy
+
+
+def evaluate_worker(worker: OfflineWorker, env_id: str, episodes: int, seed: int,
+                    use_goal: bool, env_kwargs: dict[str, Any] | None = None,
+                    references: dict[str, float] | None = None,
+                    manager: Any = None) -> dict[str, Any]:
+    """Mean return (and success, normalized score when references are known) in the env.
+
+    With an IQL-TD-MPC `manager`, the worker acts on [observation, goal, intent]."""
+    from robustrl.envs import make
+    from robustrl.offline.generate import rollout_returns
+
+    if manager is not None:
+        from robustrl.offline.tdmpc import IntentPolicy
+
+        policy = IntentPolicy(manager, worker, use_goal, seed)
+    else:
+        policy = make_policy(worker, use_goal)
+    env = make(env_id, **(env_kwargs or {}))
+    try:
+        result = rollout_returns(env, policy, episodes, seed)
+    finally:
+        env.close()
+    out: dict[str, Any] = {"eval_return": float(np.mean(result["returns"])),
+                           "eval_return_std": float(np.std(result["returns"])),
+                           "success": float(np.mean(result["success"]))}
+    low, high = (references or {}).get("ref_min_score"), (references or {}).get("ref_max_score")
+    if low is not None and high is not None and high != low:
+        out["normalized_score"] = 100.0 * (out["eval_return"] - low) / (high - low)
+    return out
+
+
+def _references(data: OfflineDataset, cfg: OfflineRun, env_id: str) -> dict[str, float]:
+    meta = data.metadata
+    if meta.get("ref_min_score") is not None and meta.get("ref_max_score") is not None:
+        return {"ref_min_score": meta["ref_min_score"], "ref_max_score": meta["ref_max_score"]}
+    if cfg.references:
+        return cfg.references
+    if env_id.startswith("maze/PointMaze_"):
+        from robustrl.offline.generate import GenerateConfig, reference_returns
+
+        refs = reference_returns(env_id, GenerateConfig(ref_episodes=max(cfg.run.eval_episodes,
+                                                                         10),
+                                                        ref_seed=cfg.run.eval_seed))
+        cfg.references = {k: refs[k] for k in ("ref_min_score", "ref_max_score")}
+        return cfg.references
+    return {}
+
+
+# ----------------------------------------------------------------------------- training
+def train_offline(dataset: str | Path, agent: str = "iql", steps: int = 100_000,
+                  out: str | Path | None = None, seed: int = 0, env: str | None = None,
+                  overrides: dict[str, Any] | None = None, show_progress: bool = True,
+                  resume: bool = False) -> OfflineResult:
+    """Train offline agent `agent` for `steps` gradient steps on `dataset`, evaluate in the env.
+
+    With `out`, writes a run directory (see the module docstring); `resume=True` continues
+    the run in `out` from its checkpoint (its saved config is used, the other arguments are
+    ignored). `overrides`: `run.eval_every`, `run.eval_episodes`, ... or agent
+    hyperparameters (`beta`, `agent.expectile`, ...).
+    """
+    if resume:
+        if out is None:
+            raise RobustRLError("resume needs the run directory (out)")
+        cfg = load_offline_config(out)
+    else:
+        cfg = build_offline_run(agent, dataset, steps, seed, env, overrides)
+    return run_offline(cfg, out, resume=resume, show_progress=show_progress)
+
+
+def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
+                show_progress: bool = True) -> OfflineResult:
+    r = cfg.run
+    if r.threads > 0:
+        torch.set_num_threads(r.threads)
+    data = load_dataset(r.dataset)
+    env_id = r.env or data.env_id
+    if not env_id:
+        raise RobustRLError(f"dataset {r.dataset} does not name its env; pass --env ID")
+    out = Path(out) if out is not None else None
+    if out is not None and not resume and (out / "config.toml").exists():
+        raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
+    references = _references(data, cfg, env_id)
+    use_goal = goal_conditioned(data)
+    inputs, next_inputs = data.policy_inputs()
+    manager = None
+    if r.manager:
+        from robustrl.offline.tdmpc import load_manager
+
+        manager = load_manager(r.manager)
+        if manager.in_dim != inputs.shape[1]:
+            raise RobustRLError(f"manager {r.manager} takes inputs of size {manager.in_dim}; "
+                                f"this dataset gives {inputs.shape[1]}")
+        intents, next_intents = manager.relabel(data, inputs, seed=r.seed)
+        inputs = np.concatenate([inputs, intents], 1)
+        next_inputs = np.concatenate([next_inputs, next_intents], 1)
+    env_kwargs = dict(data.metadata.get("eval_env_kwargs") or {})
+    action_low, action_high = _action_bounds(env_id, env_kwargs, data)
+
+    mean, std = (inputs.mean(0), inputs.std(0) + 1e-3) if r.normalize else (None, None)
+    worker = worker_class(r.agent)(inputs.shape[1], data.actions.shape[1], cfg.agent,
+                                   seed=r.seed, obs_mean=mean, obs_std=std,
+                                   action_low=action_low, action_high=action_high)
+    sampler = TransitionSampler(inputs, data.actions, data.rewards, next_inputs,
+                                data.terminals.astype(np.float32), seed=r.seed)
+    resume_step = None
+    if out is not None:
+        if resume and (out / "checkpoint.pt").exists():
+            _restore(worker, sampler, out / "checkpoint.pt")
+            resume_step = worker.num_updates
+        elif resume:
+            resume_step = 0
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            save_offline_config(out, cfg)
+    logger = (MetricsLogger(out, resume_step=resume_step, tensorboard=r.tensorboard)
+              if out is not None else None)
+
+    def evaluate() -> dict[str, Any]:
+        return evaluate_worker(worker, env_id, r.eval_episodes, r.eval_seed, use_goal,
+                               env_kwargs, references, manager)
+
+    bar = progress(r.steps, desc=f"{r.agent} {Path(r.dataset).name}",
+                   initial=worker.num_updates, unit="update") if show_progress else None
+    evaluation: dict[str, Any] = {}
+    last_log, tick = worker.num_updates, time.perf_counter()
+    try:
+        while worker.num_updates < r.steps:
+            metrics = worker.update(sampler.sample(cfg.agent.batch_size))
+            n = worker.num_updates
+            if n % r.log_every == 0 or n == r.steps:
+                now = time.perf_counter()
+                metrics["updates_per_s"] = (n - last_log) / max(now - tick, 1e-9)
+                last_log, tick = n, now
+                if n % r.eval_every == 0 or n == r.steps:
+                    evaluation = evaluate()
+                    metrics.update(evaluation)
+                    tick = time.perf_counter()
+                if logger is not None:
+                    logger.log(n, metrics)
+                if bar is not None:
+                    bar.update(n - bar.n)
+                    if "normalized_score" in evaluation:
+                        bar.set_postfix(score=f"{evaluation['normalized_score']:.1f}",
+                                        refresh=False)
+            if out is not None and (n % r.checkpoint_every == 0 or n == r.steps):
+                if logger is not None:
+                    logger.flush()
+                _save(worker, sampler, cfg, out / "checkpoint.pt")
+    finally:
+        if bar is not None:
+            bar.close()
+        if logger is not None:
+            logger.close()
+    if not evaluation:  # resumed a finished run, or steps hit before any evaluation
+        evaluation = evaluate()
+    if out is not None:
+        _save(worker, sampler, cfg, out / "agent.pt")
+    return OfflineResult(worker, evaluation, out)
+
+
+def _action_bounds(env_id: str, env_kwargs: dict[str, Any],
+                   data: OfflineDataset) -> tuple[np.ndarray, np.ndarray]:
+    from robustrl.envs import make
+
+    env = make(env_id, **env_kwargs)
+    try:
+        space = env.action_space
+        if not hasattr(space, "low") or space.shape != data.actions.shape[1:]:
+            raise RobustRLError(f"env {env_id} has action space {space}; the dataset's actions "
+                                f"have shape {data.actions.shape[1:]}")
+        return space.low, space.high
+    finally:
+        env.close()
+
+
+def _save(worker: OfflineWorker, sampler: TransitionSampler, cfg: OfflineRun,
+          path: Path) -> None:
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "offline", "agent": worker.name,
+                       "config": to_dict(cfg.agent), "run": to_dict(cfg.run),
+                       "state": worker.state_dict(),
+                       "sampler_rng": sampler.generator.get_state(),
+                       "torch_rng": torch.get_rng_state()}, path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise RobustRLError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__})"
+                            ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "offline":
+        raise RobustRLError(f"{path} is not a robustrl offline checkpoint")
+    return checkpoint
+
+
+def _restore(worker: OfflineWorker, sampler: TransitionSampler, path: Path) -> None:
+    checkpoint = _read(path)
+    worker.load_state_dict(checkpoint["state"])
+    sampler.generator.set_state(checkpoint["sampler_rng"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+
+
+def load_worker(path: str | Path) -> OfflineWorker:
+    """A trained worker from a run directory (agent.pt, else checkpoint.pt) or a file."""
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / n for n in ("agent.pt", "checkpoint.pt") if (path / n).exists()),
+                    path / "agent.pt")
+    if not path.is_file():
+        raise RobustRLError(f"checkpoint {path} not found")
+    checkpoint = _read(path)
+    cls = worker_class(checkpoint["agent"])
+    state = checkpoint["state"]
+    worker = cls(len(state["obs_mean"]), len(state["action_scale"]),
+                 from_dict(cls.Config, checkpoint["config"]))
+    worker.load_state_dict(state)
+    return worker

@@ -239,3 +239,24 @@ def test_bad_cli_input():
         run_suite(TINY, workers=0)
     with pytest.raises(RobustRLError, match="--address is for --backend ray"):
         run_suite(TINY, address="auto")
+
+
+def test_multiagent_cells_attack_each_agent_policy(tmp_path):
+    pytest.importorskip("mpe2")
+    suite = _write_suite(tmp_path / "ma.toml", """
+name = "ma"
+episodes = 1
+[[train]]
+agents = ["mappo"]
+envs = ["mpe/simple_spread"]
+steps = 100
+set = { n_envs = 1, n_steps = 50, n_epochs = 1, hidden = [16], "run.tensorboard" = false }
+[[perturbations]]
+spec = "obs-pgd"
+strengths = [0.1]
+[[perturbations]]
+spec = "adversary-agents"
+strengths = [1]
+""")
+    summary = run_suite(suite, workers=1, out=tmp_path / "out")
+    assert _count(tmp_path / "out" / "results.sqlite", "cells") == 3, summary

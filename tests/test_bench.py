@@ -260,3 +260,23 @@ strengths = [1]
 """)
     summary = run_suite(suite, workers=1, out=tmp_path / "out")
     assert _count(tmp_path / "out" / "results.sqlite", "cells") == 3, summary
+
+
+def test_traffic_jobs_share_no_simulation_and_take_dynamics(tmp_path):
+    """libsumo runs one simulation per process: two jobs per worker process, then dynamics
+    (dyn-inflow) applied to an evaluation env that must live in the job's own process."""
+    suite = _write_suite(tmp_path / "traffic.toml", """
+name = "traffic"
+seeds = [0, 1, 2]
+episodes = 1
+[[train]]
+agents = ["idqn"]
+envs = ["traffic/2x2grid"]
+steps = 60
+set = { learning_starts = 30, "env.num_seconds" = 100, "run.tensorboard" = false }
+[[perturbations]]
+spec = "dyn-inflow"
+strengths = [1.5]
+""")
+    run_suite(suite, workers=2, out=tmp_path / "out")
+    assert _count(tmp_path / "out" / "results.sqlite", "cells") == 6

@@ -97,13 +97,14 @@ class Agent:
         return self.env_fn()
 
     def make_eval_env(self) -> Any:
-        """The env `robustrl.train.evaluate` uses: a subprocess one if this process's traffic
+        """The env `robustrl.train.evaluate` uses: in this process when it can be (dynamics
+        perturbations need the simulation at hand), a subprocess one if this process's traffic
         simulation is taken (by this agent's training env or any other)."""
-        if self.in_process_only:
+        if self.in_process_only and self._probe_env is None:
             from robustrl.envs.traffic import _RUNNING
 
             owner = _RUNNING() if _RUNNING is not None else None
-            if self._probe_env is None or (owner is not None and owner.running):
+            if owner is not None and owner.running:
                 return self.make_extra_env()
         return self.take_env()
 

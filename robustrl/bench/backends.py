@@ -26,8 +26,8 @@ def default_workers() -> int:
 
 
 def run_local(jobs: Sequence[Job], workers: int | None, on_result: OnResult) -> None:
-    """A process pool with the 'spawn' context: fresh interpreters, so libsumo (one simulation
-    per process) and torch's thread pools never leak between jobs' parents and children.
+    """A process pool with the 'spawn' context and a fresh interpreter per job, so libsumo (one
+    simulation per process) and torch's thread pools never leak between jobs.
 
     `workers=1` runs the jobs one after another in this process instead: no interpreter
     start-up and imports to pay (seconds per worker), and a debugger works.
@@ -40,7 +40,7 @@ def run_local(jobs: Sequence[Job], workers: int | None, on_result: OnResult) -> 
         return
     workers = max(1, min(workers or default_workers(), len(jobs)))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_worker)
+                               initializer=init_worker, max_tasks_per_child=1)
     futures: list[Future] = [pool.submit(run_job, job) for job in jobs]
     error: BaseException | None = None
     try:

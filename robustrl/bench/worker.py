@@ -124,9 +124,11 @@ def trained_agent(job: Job):
     run_dir = Path(job.run_dir)
     if not (run_dir / "agent.pt").exists():
         if (run_dir / "config.toml").exists():  # interrupted: resume (or restart) it
-            train(load_run_config(run_dir), run_dir, resume=True)
+            trained = train(load_run_config(run_dir), run_dir, resume=True)
         else:
-            train(job.run, run_dir)
+            trained = train(job.run, run_dir)
+        if hasattr(trained, "close"):  # free its simulation (libsumo: one per process)
+            trained.close()
     # Always evaluate the agent as saved, so a reused run gives the same rows as a fresh one.
     return load_run_agent(run_dir)
 

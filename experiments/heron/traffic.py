@@ -85,10 +85,11 @@ def evaluate_one(run_dir: str, episodes: int, seed: int) -> dict[str, float]:
     return result
 
 
-def controller_one(env: str, name: str, episodes: int, seed: int) -> dict[str, float]:
+def controller_one(env: str, name: str, episodes: int, seed: int,
+                   env_kwargs: dict[str, Any]) -> dict[str, float]:
     from robustrl.envs.traffic_baselines import evaluate_controller
 
-    return evaluate_controller(env, name, episodes=episodes, seed=seed)
+    return evaluate_controller(env, name, episodes=episodes, seed=seed, **env_kwargs)
 
 
 def run_pool(fn: Any, jobs: list[tuple], workers: int, desc: str) -> list[Any]:
@@ -184,6 +185,7 @@ def main() -> None:
     from robustrl.core.config import parse_assignments
 
     extra = parse_assignments(args.set)
+    env_kwargs = {k[len("env."):]: v for k, v in extra.items() if k.startswith("env.")}
     for m in args.methods:
         method_overrides(m)
     started = time.time()
@@ -198,7 +200,7 @@ def main() -> None:
         rows.setdefault(m, []).append(r)
     names = ("fixed-time", "max-pressure")
     baselines = dict(zip(names, run_pool(
-        controller_one, [(args.env, n, args.episodes, args.eval_seed) for n in names],
+        controller_one, [(args.env, n, args.episodes, args.eval_seed, env_kwargs) for n in names],
         args.workers, "controllers")))
     text = report(args, rows, baselines, time.time() - started)
     print(text)

@@ -274,9 +274,14 @@ agents = ["idqn"]
 envs = ["traffic/2x2grid"]
 steps = 60
 set = { learning_starts = 30, "env.num_seconds" = 100, "run.tensorboard" = false }
+[[train]]
+agents = ["ppo"]
+envs = ["traffic/single-intersection"]
+steps = 64
+set = { n_envs = 2, n_steps = 32, "env.num_seconds" = 100, "run.tensorboard" = false }
 [[perturbations]]
 spec = "dyn-inflow"
 strengths = [1.5]
 """)
     run_suite(suite, workers=2, out=tmp_path / "out")
-    assert _count(tmp_path / "out" / "results.sqlite", "cells") == 6
+    assert _count(tmp_path / "out" / "results.sqlite", "cells") == 12

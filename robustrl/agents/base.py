@@ -108,6 +108,18 @@ class Agent:
                 return self.make_extra_env()
         return self.take_env()
 
+    def close(self) -> None:
+        """Close the envs this agent made (training copies, the probe); `act` still works and
+        `learn` makes new envs and starts new episodes. Frees e.g. this process's libsumo
+        simulation."""
+        for name in ("envs", "env", "_probe_env"):
+            env = getattr(self, name, None)
+            if env is not None:
+                env.close()
+                setattr(self, name, None)
+        if hasattr(self, "obs"):
+            self.obs = None
+
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         if not isinstance(action_space, cls.action_spaces):

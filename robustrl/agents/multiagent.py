@@ -217,11 +217,6 @@ class MultiAgent(Agent):
         envs = [first] + [self.make_extra_env() for _ in range(n - 1)]
         return ParallelEnvs(envs, self.agents, self.seed, want_state)
 
-    def close(self) -> None:
-        if self.envs is not None:
-            self.envs.close()
-            self.envs = None
-
     # ----------------------------------------------------------------- acting
     def inputs(self, obs: np.ndarray, rms: Any = None) -> np.ndarray:
         """(..., n_agents, obs_dim) raw -> normalized observations with the agent one-hot."""

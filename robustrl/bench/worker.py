@@ -127,8 +127,7 @@ def trained_agent(job: Job):
             trained = train(load_run_config(run_dir), run_dir, resume=True)
         else:
             trained = train(job.run, run_dir)
-        if hasattr(trained, "close"):  # free its simulation (libsumo: one per process)
-            trained.close()
+        trained.close()  # free its simulation (libsumo: one per process)
     # Always evaluate the agent as saved, so a reused run gives the same rows as a fresh one.
     return load_run_agent(run_dir)
 

@@ -25,6 +25,7 @@ AGENTS: dict[str, str] = {
     "ippo": "robustrl.agents.mappo:IPPO",
     "maddpg": "robustrl.agents.maddpg:MADDPG",
     "idqn": "robustrl.agents.dqn:IDQN",
+    "mfq": "robustrl.agents.meanfield:MFQ",
 }
 """Agent name -> "module:Class"; a module is imported only when its agent is used."""
 

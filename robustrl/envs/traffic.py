@@ -657,3 +657,45 @@ def make_traffic(**kwargs: Any) -> TrafficSignalEnv | TrafficParallelEnv:
     if single is None:
         single = len(core.ts_ids) == 1
     return TrafficSignalEnv(core) if single else TrafficParallelEnv(core)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbour graph of the lights (mean-field learners condition on their neighbours' actions).
+
+
+@functools.cache
+def _light_graph(net_file: str) -> dict[str, frozenset[str]]:
+    """{light: lights sharing a (non-internal) edge with it} of a SUMO network, both ways."""
+    load_sumo_rl()  # SUMO_HOME first
+    try:
+        import sumolib
+    except ImportError:
+        raise RobustRLError(f"the traffic neighbour graph needs sumolib; {INSTALL}") from None
+    net = sumolib.net.readNet(net_file)
+    node_light: dict[str, str] = {}
+    for tls in net.getTrafficLights():
+        for connection in tls.getConnections():  # (incoming lane, outgoing lane, link index)
+            node_light[connection[0].getEdge().getToNode().getID()] = tls.getID()
+    graph: dict[str, set[str]] = {tls.getID(): set() for tls in net.getTrafficLights()}
+    for edge in net.getEdges():
+        a = node_light.get(edge.getFromNode().getID())
+        b = node_light.get(edge.getToNode().getID())
+        if a is not None and b is not None and a != b:
+            graph[a].add(b)
+            graph[b].add(a)
+    return {light: frozenset(others) for light, others in graph.items()}
+
+
+def neighbours(env: Any) -> dict[str, list[str]]:
+    """{light id: its neighbouring light ids} of a traffic env (through wrappers), in the env's
+    light order. Two lights are neighbours when an edge of the network runs directly between
+    junctions they control (a light's junctions: the nodes its controlled links enter); lights
+    linked only through unsignalized junctions are not. Read from the net file with sumolib,
+    so the simulation need not be running; an env in a subprocess proxy is refused."""
+    core = getattr(getattr(env, "unwrapped", env), "core", None)
+    if not isinstance(core, TrafficCore):
+        raise RobustRLError("neighbours() needs a traffic env made by robustrl.envs.make("
+                            "'traffic/...') in this process (not a subprocess proxy)")
+    graph = _light_graph(resolve_file(core.config.net_file, "network file"))
+    return {t: [u for u in core.ts_ids if u != t and u in graph.get(t, ())]
+            for t in core.ts_ids}

@@ -13,8 +13,8 @@ with the temperature beta > 0 chosen so that KL(q_beta || p) = rho; `kl_worst_ca
 by bisection on log(beta), batched, with no per-sample Python loop. Its `q` is the worst-case
 mean action the critic target then uses.
 
-Not done yet: a mean-field learner that reads the neighbour graph of a traffic grid and uses
-this target (see the ERNIE spec); this module is the piece such a learner calls.
+The learner that uses it is `robustrl.agents.meanfield` (agent `mfq`, `dro_rho > 0`), with
+the neighbour graph of traffic grids from `robustrl.envs.traffic.neighbours`.
 """
 
 from __future__ import annotations

@@ -139,8 +139,8 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent into a run directory",
                        description="Train an agent; writes config.toml, metrics.csv, "
                        "TensorBoard events and atomic checkpoints into --out.")
-    p.add_argument("--agent", help="algorithm: sac, ppo, hybrid_sac, mappo, ippo, maddpg, idqn, "
-                   "...")
+    p.add_argument("--agent", help="algorithm: sac, ppo, hybrid_sac; multi-agent mappo, ippo, "
+                   "maddpg, idqn, mfq; offline (with --dataset) iql, td3bc, awac, cql")
     p.add_argument("--env", help="environment id (see `robustrl envs`)")
     p.add_argument("--steps", type=int, help="total environment steps")
     p.add_argument("--seed", type=int, default=0)

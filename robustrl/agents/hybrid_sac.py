@@ -340,8 +340,8 @@ class HybridSAC(Agent):
         self.critic = EnsembleMLP(cfg.n_critics, obs_dim + layout.cont_dim, cfg.hidden,
                                   layout.n_joint)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
         self.log_alpha_d = torch.tensor(math.log(cfg.alpha_discrete or cfg.alpha_init),
                                         requires_grad=True)
         self.log_alpha_c = torch.tensor(math.log(cfg.alpha_continuous or cfg.alpha_init),

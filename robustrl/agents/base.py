@@ -184,18 +184,23 @@ class Agent:
         set_rng_state(self.rng, checkpoint["rng"])
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file, turning every way it can be broken into one clear line."""
+def read_checkpoint(path: str | Path, kind: str | None = None,
+                    what: str = "checkpoint") -> dict[str, Any]:
+    """Load a checkpoint file, turning every way it can be broken into one clear line.
+
+    `kind`: the checkpoint's "kind" entry must equal it (offline workers and managers mark
+    theirs; agents' carry none); `what` names the file in the messages."""
     path = Path(path)
     if not path.is_file():
-        raise RobustRLError(f"checkpoint {path} not found")
+        raise RobustRLError(f"{what} {path} not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated/corrupt files raise many different errors
-        raise RobustRLError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); "
+        raise RobustRLError(f"{what} {path} is corrupt or unreadable ({type(e).__name__}); "
                             "delete it to restart, or resume from an intact run") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise RobustRLError(f"{path} is not a robustrl checkpoint")
+    if (not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT
+            or (kind is not None and checkpoint.get("kind") != kind)):
+        raise RobustRLError(f"{path} is not a robustrl {kind or 'agent'} checkpoint")
     return checkpoint
 
 

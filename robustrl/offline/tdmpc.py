@@ -36,6 +36,7 @@ import tomli_w
 import torch
 from torch import nn
 
+from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
@@ -358,9 +359,9 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
 
 
 def save_manager(manager: IQLTDMPC, path: str | Path) -> None:
-    atomic_torch_save({"format": 1, "kind": "offline-manager", "agent": manager.name,
-                       "in_dim": manager.in_dim, "config": to_dict(manager.config),
-                       "state": manager.state_dict()}, path)
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "offline-manager",
+                       "agent": manager.name, "in_dim": manager.in_dim,
+                       "config": to_dict(manager.config), "state": manager.state_dict()}, path)
 
 
 def load_manager(path: str | Path) -> IQLTDMPC:
@@ -371,13 +372,7 @@ def load_manager(path: str | Path) -> IQLTDMPC:
     if not path.is_file():
         raise RobustRLError(f"manager checkpoint {path} not found (train one with "
                             "`robustrl train --agent iql_tdmpc --dataset FILE ...`)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise RobustRLError(f"manager checkpoint {path} is corrupt ({type(e).__name__})"
-                            ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "offline-manager":
-        raise RobustRLError(f"{path} is not an IQL-TD-MPC manager checkpoint")
+    checkpoint = read_checkpoint(path, kind="offline-manager", what="manager checkpoint")
     manager = IQLTDMPC(checkpoint["in_dim"], from_dict(IQLTDMPCConfig, checkpoint["config"]))
     manager.load_state_dict(checkpoint["state"])
     return manager

@@ -25,6 +25,7 @@ import numpy as np
 import tomli_w
 import torch
 
+from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
@@ -40,8 +41,6 @@ WORKERS: dict[str, str] = {
     "cql": "robustrl.offline.cql:CQL",
 }
 """Offline agent name -> "module:Class"."""
-
-CHECKPOINT_FORMAT = 1
 
 
 def worker_class(name: str) -> type[OfflineWorker]:
@@ -370,19 +369,8 @@ def _save(worker: OfflineWorker, sampler: TransitionSampler, cfg: OfflineRun,
                        "torch_rng": torch.get_rng_state()}, path)
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise RobustRLError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__})"
-                            ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "offline":
-        raise RobustRLError(f"{path} is not a robustrl offline checkpoint")
-    return checkpoint
-
-
 def _restore(worker: OfflineWorker, sampler: TransitionSampler, path: Path) -> None:
-    checkpoint = _read(path)
+    checkpoint = read_checkpoint(path, kind="offline")
     worker.load_state_dict(checkpoint["state"])
     sampler.generator.set_state(checkpoint["sampler_rng"])
     torch.set_rng_state(checkpoint["torch_rng"])
@@ -394,9 +382,7 @@ def load_worker(path: str | Path) -> OfflineWorker:
     if path.is_dir():
         path = next((path / n for n in ("agent.pt", "checkpoint.pt") if (path / n).exists()),
                     path / "agent.pt")
-    if not path.is_file():
-        raise RobustRLError(f"checkpoint {path} not found")
-    checkpoint = _read(path)
+    checkpoint = read_checkpoint(path, kind="offline")
     cls = worker_class(checkpoint["agent"])
     state = checkpoint["state"]
     worker = cls(len(state["obs_mean"]), len(state["action_scale"]),

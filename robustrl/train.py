@@ -100,16 +100,22 @@ def save_run_config(directory: Path, cfg: Run) -> None:
     atomic_write_text(directory / "config.toml", tomli_w.dumps(run_to_dict(cfg)))
 
 
-def load_run_config(directory: str | Path) -> Run:
+def read_run_toml(directory: str | Path) -> dict[str, Any]:
+    """The parsed config.toml of a run directory (online or offline); one line if absent or
+    malformed."""
     path = Path(directory) / "config.toml"
     if not Path(directory).is_dir():
         raise RobustRLError(f"run directory {directory} not found")
     if not path.is_file():
         raise RobustRLError(f"{directory} is not a run directory (no config.toml)")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise RobustRLError(f"{path} is malformed: {e}") from None
+
+
+def load_run_config(directory: str | Path) -> Run:
+    data = read_run_toml(directory)
     run = from_dict(RunConfig, data.get("run", {}), prefix="run.")
     agent_cfg = from_dict(agent_class(run.agent).Config, data.get("agent", {}), prefix="agent.")
     return Run(run=run, env=dict(data.get("env", {})), agent=agent_cfg,

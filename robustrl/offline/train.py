@@ -33,6 +33,7 @@ from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
 from robustrl.offline.common import OfflineWorker, TransitionSampler
 from robustrl.offline.dataset import OfflineDataset, load_dataset
+from robustrl.train import read_run_toml
 
 WORKERS: dict[str, str] = {
     "iql": "robustrl.offline.iql:IQL",
@@ -145,13 +146,7 @@ def save_offline_config(out: Path, cfg: OfflineRun) -> None:
 
 
 def load_offline_config(out: str | Path) -> OfflineRun:
-    path = Path(out) / "config.toml"
-    if not path.is_file():
-        raise RobustRLError(f"{out} is not a run directory (no config.toml)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise RobustRLError(f"{path} is malformed: {e}") from None
+    data = read_run_toml(out)
     if data.get("run", {}).get("agent") == "iql_tdmpc":
         raise RobustRLError(f"{out} is a manager run; manager training does not resume, "
                             "train it again into a new --out")

@@ -64,8 +64,8 @@ def evaluate_run(run_dir: str, episodes: int, perturb: list[str], seed: int) -> 
     if perturb:
         from robustrl.perturb import apply
 
-        policy_fn = getattr(agent, "policy_fns", agent.policy_output)  # multi-agent: per agent
-        env = apply(env, perturb, policy_fn=policy_fn, obs_scale=agent.obs_scale, seed=seed)
+        env = apply(env, perturb, policy_fn=agent.attack_policy, obs_scale=agent.obs_scale,
+                    seed=seed)
     result = evaluate(agent, episodes, seed=seed, env=env)
     result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
                   perturbations=list(perturb))

@@ -150,6 +150,12 @@ class Agent:
         raise NotImplementedError
 
     @property
+    def attack_policy(self) -> Any:
+        """The `policy_fn` perturbations that attack the policy (obs-pgd, act-pra) take:
+        `policy_output`; multi-agent learners give one function per agent."""
+        return self.policy_output
+
+    @property
     def obs_scale(self) -> np.ndarray | None:
         """Per-dimension std of the observation normalizer (None: the agent has none).
 

@@ -227,6 +227,10 @@ class MultiAgent(Agent):
         return np.concatenate([obs, ids], -1)
 
     @property
+    def attack_policy(self) -> dict[str, Callable[[Any], Any]]:
+        return self.policy_fns
+
+    @property
     def policy_fns(self) -> dict[str, Callable[[Any], Any]]:
         """{agent: f(obs (B, obs_dim)) -> that agent's policy output}, differentiable: the
         per-agent form perturbation attacks and the ERNIE regularizer take (`policy_output`

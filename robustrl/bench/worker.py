@@ -152,9 +152,8 @@ def _run_job(job: Job) -> dict[str, Any]:
         if cell.spec == CLEAN:
             env = recorder = _ObsRecorder(env)
         else:
-            policy_fn = getattr(agent, "policy_fns", agent.policy_output)  # multi-agent: per agent
-            env = apply(env, [cell.spec], policy_fn=policy_fn, obs_scale=agent.obs_scale,
-                        seed=job.eval_seed)
+            env = apply(env, [cell.spec], policy_fn=agent.attack_policy,
+                        obs_scale=agent.obs_scale, seed=job.eval_seed)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
         if cell.spec == CLEAN:
             observations = recorder.observations

@@ -46,7 +46,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
 from robustrl.core.networks import NumpyMLP
 from robustrl.core.normalizer import RunningMeanStd
-from robustrl.reward.heron import HeronConfig, HeronLabeler
+from robustrl.reward.heron import HeronConfig, HeronLabeler, aggregate
 from robustrl.reward.labelers import Labeler, Rational, parse_labeler
 from robustrl.reward.losses import PairwiseLoss, make_loss
 from robustrl.reward.models import RewardNet, RewardNetConfig
@@ -413,8 +413,6 @@ class PreferenceLoop:
             assert isinstance(self.labeler, HeronLabeler)
             self.labeler.signs = tuple(self.signs)
             if self.heron_cfg.scale == "buffer":
-                from robustrl.reward.heron import aggregate
-
                 agg = aggregate(self.buffer.factors[:len(self.buffer)], self.heron_cfg.aggregate)
                 self.labeler.set_scale((agg * self.signs).std(0))
             labels, corrupted = self.labeler.label(
@@ -665,7 +663,7 @@ class ParallelLearnedRewardEnv:
         loop = self.loop
         done = not self.env.agents or all(terms.get(a, False) or truncs.get(a, False)
                                           for a in rewards)
-        names = [a for a in loop_agents(self.env) if a in rewards]
+        names = [a for a in self.env.possible_agents if a in rewards]
         feats, fs = [], []
         for a in names:
             info = infos.get(a, {})
@@ -694,10 +692,6 @@ class ParallelLearnedRewardEnv:
             infos.setdefault(a, {})["env_reward"] = rewards[a]
         self._obs.update(obs)
         return obs, {**rewards, **new}, terms, truncs, infos
-
-
-def loop_agents(env: Any) -> list[str]:
-    return list(env.possible_agents)
 
 
 def build_loop(reward: RewardConfig, heron: HeronConfig | None, agent: Any,

@@ -29,7 +29,7 @@ from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
 from robustrl.reward.heron import HeronConfig
-from robustrl.reward.rl import RewardConfig
+from robustrl.reward.rl import RewardConfig, build_loop
 
 
 @dataclass
@@ -161,8 +161,6 @@ def train(cfg: Run, out: str | Path, resume: bool = False) -> Agent:
         resume_step = 0  # killed before the first checkpoint: start over, drop partial logs
     loop = None  # learned / HERON / weighted rewards: robustrl.reward.rl wraps the agent's envs
     if cfg.reward.method != "none":
-        from robustrl.reward.rl import build_loop
-
         loop = build_loop(cfg.reward, cfg.heron, agent, seed=cfg.run.seed)
         if resume and (out / "reward.pt").exists() and resume_step:
             loop.load(out / "reward.pt")

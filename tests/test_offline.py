@@ -14,7 +14,7 @@ import torch
 from robustrl.cli import main
 from robustrl.core.errors import RobustRLError
 from robustrl.core.logging import read_metrics
-from robustrl.offline.common import TransitionSampler
+from robustrl.offline.common import TransitionSampler, torch_device
 from robustrl.offline.dataset import OfflineDataset, load_dataset, save_dataset
 from robustrl.offline.generate import (
     EVAL_ENV_KWARGS,
@@ -252,6 +252,27 @@ def test_worker_updates_and_round_trips(name, umaze):
     np.testing.assert_allclose(twin.act(inputs[:5]), actions)
     out = worker.policy_output(torch.as_tensor(inputs[:3]))
     assert out.shape == (3, 2) and out.requires_grad
+
+
+def test_device_is_checked(umaze):
+    with pytest.raises(RobustRLError, match="unknown torch device 'gpu0'"):
+        torch_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(RobustRLError, match="sees no GPU; use run.device=cpu"):
+            train_offline(umaze, "iql", steps=1, overrides={"run.device": "cuda"})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_worker_trains_on_gpu_and_loads_on_cpu(name, umaze, tmp_path):
+    result = train_offline(umaze, name, steps=20, out=tmp_path / "run", show_progress=False,
+                           overrides={**FAST_RUN, **TINY, "run.device": "cuda"})
+    worker = result.worker
+    assert all(p.is_cuda for n in worker.modules for p in getattr(worker, n).parameters())
+    on_cpu = load_worker(tmp_path / "run")
+    inputs, _ = load_dataset(umaze).policy_inputs()
+    np.testing.assert_allclose(on_cpu.act(inputs[:5]), result.worker.act(inputs[:5]),
+                               atol=1e-5)
 
 
 def test_unknown_agent_is_one_line(umaze):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import EnsembleMLP, mlp
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -29,18 +30,34 @@ class Batch(NamedTuple):
     """1.0 where the transition terminated (timeouts still bootstrap)."""
 
 
+def torch_device(name: str) -> torch.device:
+    """A torch device by name ("cpu", "cuda", "cuda:1"), refusing one this machine lacks."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RobustRLError(f"unknown torch device {name!r}; use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RobustRLError(f"device {name!r} asked for, but this torch build sees no GPU; "
+                            "use run.device=cpu")
+    return device
+
+
 class TransitionSampler:
-    """Uniform minibatches from a dataset's (inputs, actions, rewards, next inputs, terminals)."""
+    """Uniform minibatches from a dataset's (inputs, actions, rewards, next inputs, terminals),
+    held on `device`; indices come from a CPU generator, so runs match across devices."""
 
     def __init__(self, inputs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                 next_inputs: np.ndarray, terminals: np.ndarray, seed: int = 0):
-        self.tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+                 next_inputs: np.ndarray, terminals: np.ndarray, seed: int = 0,
+                 device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.tensors = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32,
+                                        device=self.device)
                         for x in (inputs, actions, rewards, next_inputs, terminals)]
         self.size = len(rewards)
         self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(self.size, (batch_size,), generator=self.generator)
+        idx = torch.randint(self.size, (batch_size,), generator=self.generator).to(self.device)
         return Batch(*(t[idx] for t in self.tensors))
 
 
@@ -101,20 +118,21 @@ class OfflineWorker:
 
     def __init__(self, obs_dim: int, act_dim: int, config: Any = None, seed: int = 0,
                  obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
-                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None):
+                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
+                 device: str | torch.device = "cpu"):
         self.config = config if config is not None else self.Config()
         self.obs_dim, self.act_dim, self.seed = obs_dim, act_dim, seed
+        self.device = torch.device(device)
         torch.manual_seed(seed)
-        self.obs_mean = torch.as_tensor(np.zeros(obs_dim) if obs_mean is None else obs_mean,
-                                        dtype=torch.float32)
-        self.obs_std = torch.as_tensor(np.ones(obs_dim) if obs_std is None else obs_std,
-                                       dtype=torch.float32)
         low = -np.ones(act_dim) if action_low is None else np.asarray(action_low)
         high = np.ones(act_dim) if action_high is None else np.asarray(action_high)
-        self.action_scale = torch.as_tensor((high - low) / 2, dtype=torch.float32)
-        self.action_bias = torch.as_tensor((high + low) / 2, dtype=torch.float32)
+        self._set_scales(np.zeros(obs_dim) if obs_mean is None else obs_mean,
+                         np.ones(obs_dim) if obs_std is None else obs_std,
+                         (high - low) / 2, (high + low) / 2)
         self.num_updates = 0
         self._build()
+        for n in self.modules:  # in place: the optimizers built in _build keep their params
+            getattr(self, n).to(self.device)
 
     modules: ClassVar[tuple[str, ...]] = ()
     optimizers: ClassVar[tuple[str, ...]] = ()
@@ -129,6 +147,12 @@ class OfflineWorker:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- data in and out
+    def _set_scales(self, obs_mean: Any, obs_std: Any, action_scale: Any,
+                    action_bias: Any) -> None:
+        self.obs_mean, self.obs_std, self.action_scale, self.action_bias = (
+            torch.as_tensor(x, dtype=torch.float32, device=self.device)
+            for x in (obs_mean, obs_std, action_scale, action_bias))
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.obs_mean) / self.obs_std
 
@@ -144,10 +168,10 @@ class OfflineWorker:
     @torch.no_grad()
     def act(self, inputs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Env action(s) for raw input(s) ([observation, goal] on goal-conditioned data)."""
-        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=self.device)
         single = x.dim() == 1
         a = self._policy_action(self.normalize(x.reshape(-1, self.obs_dim)), deterministic)
-        a = (a * self.action_scale + self.action_bias).numpy()
+        a = (a * self.action_scale + self.action_bias).cpu().numpy()
         return a[0] if single else a
 
     def policy_output(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -169,8 +193,8 @@ class OfflineWorker:
         for n in self.optimizers:
             if n in state.get("optimizers", {}):
                 getattr(self, n).load_state_dict(state["optimizers"][n])
-        self.obs_mean, self.obs_std = state["obs_mean"], state["obs_std"]
-        self.action_scale, self.action_bias = state["action_scale"], state["action_bias"]
+        self._set_scales(state["obs_mean"], state["obs_std"], state["action_scale"],
+                         state["action_bias"])
         self.num_updates = state["num_updates"]
         self._load_extra_state(state.get("extra", {}))
 

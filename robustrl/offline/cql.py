@@ -91,7 +91,7 @@ class CQL(OfflineWorker):
         self.q = TwinQ(self.obs_dim, self.act_dim, c.hidden)
         self.q_target = frozen_copy(self.q)
         self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, c.hidden)
-        self.log_alpha = torch.zeros(1, requires_grad=True)
+        self.log_alpha = torch.zeros(1, requires_grad=True, device=self.device)
         self.target_entropy = -float(self.act_dim)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
@@ -125,10 +125,10 @@ class CQL(OfflineWorker):
             target = rewards + c.gamma * (1.0 - b.dones) * next_q
             obs_rep = b.obs.repeat_interleave(n, 0)
             next_rep = b.next_obs.repeat_interleave(n, 0)
-            rand_a = torch.empty(bsz * n, self.act_dim).uniform_(-1.0, 1.0)
+            rand_a = torch.empty(bsz * n, self.act_dim, device=self.device).uniform_(-1, 1)
             pi_a, pi_logp = self.actor.sample(obs_rep)
             next_a, next_logp = self.actor.sample(next_rep)
-            rand_logp = torch.full((bsz * n,), self.act_dim * math.log(0.5))
+            rand_logp = torch.full((bsz * n,), self.act_dim * math.log(0.5), device=self.device)
         qs = self.q(b.obs, b.actions)
         td_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
         sampled = self.q(torch.cat([obs_rep, obs_rep, obs_rep]),

@@ -43,7 +43,7 @@ from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.networks import mlp, polyak_update
 from robustrl.core.progress import progress
-from robustrl.offline.common import GaussianActor, TwinQ, frozen_copy
+from robustrl.offline.common import GaussianActor, TwinQ, frozen_copy, torch_device
 from robustrl.offline.dataset import OfflineDataset, load_dataset
 
 
@@ -98,7 +98,7 @@ class AbstractSequences:
     """
 
     def __init__(self, data: OfflineDataset, inputs: np.ndarray, k: int, horizon: int,
-                 gamma: float, seed: int = 0):
+                 gamma: float, seed: int = 0, device: str | torch.device = "cpu"):
         n = len(data)
         ends = data.terminals | data.timeouts
         ends[-1] = True
@@ -112,8 +112,9 @@ class AbstractSequences:
         self.starts = np.flatnonzero(np.arange(n) + k <= self.last)
         if len(self.starts) == 0:
             raise RobustRLError(f"no episode of the dataset lasts {k + 1} steps; lower k")
-        self.inputs = torch.as_tensor(inputs, dtype=torch.float32)
-        self.returns = torch.as_tensor(returns, dtype=torch.float32)
+        self.device = torch.device(device)
+        self.inputs = torch.as_tensor(inputs, dtype=torch.float32, device=self.device)
+        self.returns = torch.as_tensor(returns, dtype=torch.float32, device=self.device)
         self.last_t = torch.as_tensor(self.last)
         self.starts_t = torch.as_tensor(self.starts)
         self.generator = torch.Generator().manual_seed(seed)
@@ -125,10 +126,9 @@ class AbstractSequences:
         steps = torch.arange(self.horizon + 1)[:, None] * self.k
         idx = t[None] + steps  # (H+1, B)
         inside = idx <= self.last_t[t][None]
-        idx = torch.where(inside, idx, t[None])
-        states = self.inputs[idx]
-        masks = inside[1:].float()
-        return states, self.returns[idx[:-1]], masks
+        idx = torch.where(inside, idx, t[None]).to(self.device)
+        masks = inside[1:].float().to(self.device)
+        return self.inputs[idx], self.returns[idx[:-1]], masks
 
 
 # ----------------------------------------------------------------------------- manager
@@ -139,14 +139,14 @@ class IQLTDMPC:
     Config = IQLTDMPCConfig
 
     def __init__(self, in_dim: int, config: IQLTDMPCConfig | None = None, seed: int = 0,
-                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None):
+                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
+                 device: str | torch.device = "cpu"):
         self.config = c = config if config is not None else IQLTDMPCConfig()
         self.in_dim, self.seed = in_dim, seed
+        self.device = torch.device(device)
         torch.manual_seed(seed)
-        self.obs_mean = torch.as_tensor(np.zeros(in_dim) if obs_mean is None else obs_mean,
-                                        dtype=torch.float32)
-        self.obs_std = torch.as_tensor(np.ones(in_dim) if obs_std is None else obs_std,
-                                       dtype=torch.float32)
+        self._set_scales(np.zeros(in_dim) if obs_mean is None else obs_mean,
+                         np.ones(in_dim) if obs_std is None else obs_std)
         latent = c.latent_dim
         self.encoder = nn.Sequential(mlp(in_dim, c.hidden, latent), nn.Tanh())
         self.dynamics = nn.Sequential(mlp(2 * latent, c.hidden, latent), nn.Tanh())
@@ -160,10 +160,16 @@ class IQLTDMPC:
         self.model_opt = torch.optim.Adam(model, lr=c.lr)
         self.v_opt = torch.optim.Adam(self.v.parameters(), lr=c.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        for n in self.modules:  # in place: the optimizers keep their params
+            getattr(self, n).to(self.device)
         self.num_updates = 0
 
     modules = ("encoder", "dynamics", "reward", "q", "v", "actor", "encoder_target", "q_target")
     optimizers = ("model_opt", "v_opt", "actor_opt")
+
+    def _set_scales(self, obs_mean: Any, obs_std: Any) -> None:
+        self.obs_mean, self.obs_std = (torch.as_tensor(x, dtype=torch.float32, device=self.device)
+                                       for x in (obs_mean, obs_std))
 
     def encode(self, x: torch.Tensor, target: bool = False) -> torch.Tensor:
         net = self.encoder_target if target else self.encoder
@@ -179,7 +185,7 @@ class IQLTDMPC:
             targets = self.encode(states[1:], target=True)  # (H, B, L): abstract actions
             next_v = self.v(targets).squeeze(-1)
         z = self.encode(states[0])
-        cons = rew = qloss = vloss = ploss = torch.zeros(())
+        cons = rew = qloss = vloss = ploss = torch.zeros((), device=self.device)
         for j in range(c.horizon):
             a, m, w = targets[j], masks[j], c.rho**j
             norm = m.sum().clamp(min=1.0)
@@ -217,15 +223,15 @@ class IQLTDMPC:
              generator: torch.Generator | None = None) -> np.ndarray:
         """Intent(s) for raw input(s) x: MPPI's weighted mean of the first abstract actions."""
         c = self.config
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32, device=self.device)
         single = x.dim() == 1
         x = x.reshape(-1, self.in_dim)
         b, n = len(x), c.num_candidates
         z = self.encode(x).repeat_interleave(n, 0)
-        value, disc, first = torch.zeros(b * n), 1.0, None
+        value, disc, first = torch.zeros(b * n, device=self.device), 1.0, None
         for j in range(c.horizon):
-            dist = self.actor(z)
-            noise = torch.randn(dist.mean.shape, generator=generator)
+            dist = self.actor(z)  # noise from the CPU generator: plans match across devices
+            noise = torch.randn(dist.mean.shape, generator=generator).to(self.device)
             a = (dist.mean + dist.stddev * noise).clamp(-1.0, 1.0)
             first = a if j == 0 else first
             za = torch.cat([z, a], -1)
@@ -236,7 +242,7 @@ class IQLTDMPC:
         value = value.view(b, n)
         weights = torch.softmax(c.plan_temperature * (value - value.max(1, keepdim=True).values),
                                 1)
-        intent = (weights[..., None] * first.view(b, n, -1)).sum(1).numpy()
+        intent = (weights[..., None] * first.view(b, n, -1)).sum(1).cpu().numpy()
         return intent[0] if single else intent
 
     def relabel(self, data: OfflineDataset, inputs: np.ndarray, seed: int = 0,
@@ -272,7 +278,7 @@ class IQLTDMPC:
         for n in self.optimizers:
             if n in state.get("optimizers", {}):
                 getattr(self, n).load_state_dict(state["optimizers"][n])
-        self.obs_mean, self.obs_std = state["obs_mean"], state["obs_std"]
+        self._set_scales(state["obs_mean"], state["obs_std"])
         self.num_updates = state["num_updates"]
 
 
@@ -317,12 +323,15 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
                               if not k.startswith("run.")}, prefix="agent.")
     log_every = int(run_keys.pop("log_every", log_every))
     tensorboard = bool(run_keys.pop("tensorboard", tensorboard))
+    device = torch_device(str(run_keys.pop("device", "cpu")))
     if run_keys:
         raise RobustRLError(f"unknown run key(s) for the manager: {', '.join(run_keys)}; "
-                            "valid: run.log_every, run.tensorboard")
+                            "valid: run.log_every, run.tensorboard, run.device")
     inputs, _ = data.policy_inputs()
-    sequences = AbstractSequences(data, inputs, config.k, config.horizon, config.gamma, seed)
-    manager = IQLTDMPC(inputs.shape[1], config, seed, inputs.mean(0), inputs.std(0) + 1e-3)
+    sequences = AbstractSequences(data, inputs, config.k, config.horizon, config.gamma, seed,
+                                  device)
+    manager = IQLTDMPC(inputs.shape[1], config, seed, inputs.mean(0), inputs.std(0) + 1e-3,
+                       device)
     out = Path(out) if out is not None else None
     logger = None
     if out is not None:
@@ -364,8 +373,8 @@ def save_manager(manager: IQLTDMPC, path: str | Path) -> None:
                        "config": to_dict(manager.config), "state": manager.state_dict()}, path)
 
 
-def load_manager(path: str | Path) -> IQLTDMPC:
-    """A trained manager from its run directory (manager.pt) or the file itself."""
+def load_manager(path: str | Path, device: str | torch.device = "cpu") -> IQLTDMPC:
+    """A trained manager from its run directory (manager.pt) or the file itself, on `device`."""
     path = Path(path)
     if path.is_dir():
         path = path / "manager.pt"
@@ -373,6 +382,7 @@ def load_manager(path: str | Path) -> IQLTDMPC:
         raise RobustRLError(f"manager checkpoint {path} not found (train one with "
                             "`robustrl train --agent iql_tdmpc --dataset FILE ...`)")
     checkpoint = read_checkpoint(path, kind="offline-manager", what="manager checkpoint")
-    manager = IQLTDMPC(checkpoint["in_dim"], from_dict(IQLTDMPCConfig, checkpoint["config"]))
+    manager = IQLTDMPC(checkpoint["in_dim"], from_dict(IQLTDMPCConfig, checkpoint["config"]),
+                       device=device)
     manager.load_state_dict(checkpoint["state"])
     return manager

@@ -31,7 +31,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
-from robustrl.offline.common import OfflineWorker, TransitionSampler
+from robustrl.offline.common import OfflineWorker, TransitionSampler, torch_device
 from robustrl.offline.dataset import OfflineDataset, load_dataset
 from robustrl.train import read_run_toml
 
@@ -80,6 +80,8 @@ class OfflineRunConfig:
     and acts on [observation, goal, intent], the intent replanned every k steps."""
     threads: int = 1
     """torch threads (small networks are fastest on one; 0 keeps torch's default)."""
+    device: str = "cpu"
+    """Torch device of the networks and the dataset ("cuda" on a GPU machine; CQL gains most)."""
     tensorboard: bool = True
 
 
@@ -254,6 +256,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     r = cfg.run
     if r.threads > 0:
         torch.set_num_threads(r.threads)
+    device = torch_device(r.device)
     data = load_dataset(r.dataset)
     env_id = r.env or data.env_id
     if not env_id:
@@ -268,7 +271,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     if r.manager:
         from robustrl.offline.tdmpc import load_manager
 
-        manager = load_manager(r.manager)
+        manager = load_manager(r.manager, device)
         if manager.in_dim != inputs.shape[1]:
             raise RobustRLError(f"manager {r.manager} takes inputs of size {manager.in_dim}; "
                                 f"this dataset gives {inputs.shape[1]}")
@@ -281,9 +284,10 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     mean, std = (inputs.mean(0), inputs.std(0) + 1e-3) if r.normalize else (None, None)
     worker = worker_class(r.agent)(inputs.shape[1], data.actions.shape[1], cfg.agent,
                                    seed=r.seed, obs_mean=mean, obs_std=std,
-                                   action_low=action_low, action_high=action_high)
+                                   action_low=action_low, action_high=action_high,
+                                   device=device)
     sampler = TransitionSampler(inputs, data.actions, data.rewards, next_inputs,
-                                data.terminals.astype(np.float32), seed=r.seed)
+                                data.terminals.astype(np.float32), seed=r.seed, device=device)
     resume_step = None
     if out is not None:
         if resume and (out / "checkpoint.pt").exists():

@@ -361,6 +361,8 @@ def test_cli_errors(tmp_path: Path) -> None:
         _cli("train", "--data", "x.jsonl", "--loss", "bt", "--expo", "1.5", "--out", "o")
     with pytest.raises(RobustRLError, match="KEY=VALUE"):
         _cli("train", "--data", "x.jsonl", "--loss", "bt", "--loss-param", "lam", "--out", "o")
+    with pytest.raises(RobustRLError, match="--max-length must be a positive number of tokens"):
+        _cli("train", "--data", "x.jsonl", "--loss", "bt", "--max-length", "0", "--out", "o")
     with pytest.raises(RobustRLError, match="not a saved reward model"):
         _cli("eval", "--model", str(tmp_path), "--data", "x.jsonl")
 
@@ -381,6 +383,8 @@ def test_cli_finetune_saves_and_reloads_backbone(minilm, tmp_path: Path, capsys)
             "1",
             "--batch-size",
             "6",
+            "--max-length",
+            "32",
             "--out",
             str(out),
             *cache,
@@ -389,6 +393,7 @@ def test_cli_finetune_saves_and_reloads_backbone(minilm, tmp_path: Path, capsys)
     )
     config = json.loads((out / "config.json").read_text())
     assert config["finetuned"] and config["text"]["backbone"] == "backbone"
+    assert config["text"]["max_length"] == 32
     assert (out / "backbone" / "config.json").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp leftovers
     capsys.readouterr()

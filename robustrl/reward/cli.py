@@ -76,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--finetune", action="store_true", help="train the backbone too (slow on CPU)")
     t.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="tokens per text, longer ones truncated (default 256, MiniLM's limit); "
+        "fewer make fine-tuning on a CPU faster and lighter",
+    )
+    t.add_argument(
         "--features",
         default="pair",
         choices=["pair", "response"],
@@ -175,6 +182,9 @@ def _hidden(text: str) -> tuple[int, ...]:
 def _train(args: argparse.Namespace) -> int:
     if args.expo is not None and not args.init:
         raise RobustRLError("--expo extrapolates from an initial model: give --init DIR too")
+    if args.max_length is not None and args.max_length < 1:
+        raise RobustRLError(f"--max-length must be a positive number of tokens, "
+                            f"got {args.max_length}")
     params = _loss_params(args.loss_param)
     loss = make_loss(args.loss, **params)
     regression = isinstance(loss, RegressionLoss)
@@ -207,10 +217,16 @@ def _train(args: argparse.Namespace) -> int:
             model.net = scalar_from_attributes(model.net)
         model.finetune = args.finetune
         model.encoder.requires_grad_(args.finetune)
+        if args.max_length:
+            model.cfg.max_length = args.max_length  # the encoder reads this same config
     else:
         head = "meanvar" if isinstance(loss, MeanVarLoss) else "scalar"
         model = TextRewardModel(
-            TextConfig(backbone=args.backbone, features=args.features),
+            TextConfig(
+                backbone=args.backbone,
+                features=args.features,
+                **({"max_length": args.max_length} if args.max_length else {}),
+            ),
             RewardNetConfig(
                 hidden=_hidden(args.hidden),
                 head="attributes" if regression else head,

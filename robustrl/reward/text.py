@@ -77,6 +77,9 @@ class TextConfig:
             raise RobustRLError(f"pooling must be mean, cls or last, got {self.pooling!r}")
         if self.features not in ("pair", "response"):
             raise RobustRLError(f"features must be 'pair' or 'response', got {self.features!r}")
+        if self.max_length < 1:
+            raise RobustRLError(f"max_length must be a positive number of tokens, "
+                                f"got {self.max_length}")
 
 
 def resolve_backbone(name: str, base: Path | None = None) -> Path:
@@ -121,7 +124,9 @@ class Encoder(nn.Module):
         hf_logging.disable_progress_bar()  # its weight-loading bar is noise in our output
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(path, local_files_only=True)
+            # float32 whatever the checkpoint holds: training in half precision underflows
+            self.model = AutoModel.from_pretrained(path, local_files_only=True,
+                                                   dtype=torch.float32)
         except OSError as e:
             raise RobustRLError(f"cannot load backbone from {path}: {e}") from None
         finally:

@@ -224,8 +224,9 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env=None,
     """Run `episodes` episodes; returns mean/std of return and length plus the raw lists.
 
     On a PettingZoo ParallelEnv the return is the sum over agents, and the result adds each
-    agent's mean return (`agent_returns`) and, when the env reports it (traffic),
-    `mean_waiting_time` (the system mean waiting time averaged over steps and episodes).
+    agent's mean return (`agent_returns`), its return per episode (`returns_by_agent`) and,
+    when the env reports it (traffic), `mean_waiting_time` (the system mean waiting time
+    averaged over steps and episodes).
     """
     if env is None:  # a multi-agent learner may need its eval env in another process (traffic)
         env = getattr(agent, "make_eval_env", agent.env_fn)()
@@ -277,7 +278,8 @@ def _evaluate_parallel(agent: Agent, env: Any, episodes: int, seed: int,
            "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
            "length_std": float(np.std(lengths)), "returns": returns, "lengths": lengths,
            "agent_returns": {a: float(np.mean([t[a] for t in per_agent]))
-                             for a in env.possible_agents}}
+                             for a in env.possible_agents},
+           "returns_by_agent": {a: [t[a] for t in per_agent] for a in env.possible_agents}}
     if waits:
         out["mean_waiting_time"] = float(np.mean(waits))
     return out

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from robustrl.bench import cli as bench_cli
@@ -90,6 +91,12 @@ steps = 64
     ("[[train]]\nagents = ['dqn']\nenvs = ['gym/Pendulum-v1']\nsteps = 64\n", "unknown agent"),
     ("[[train]]\nagents = ['ppo']\nenvs = ['gym/Nope-v0']\nsteps = 64\n", "Nope-v0"),
     ("[[train]]\nagents = ['ppo']\nsteps = 64\n", "missing required key(s) envs"),
+    ("[[train]]\nagents = ['ppo']\nenvs = ['gym/CartPole-v1']\nsteps = 65\n"
+     "score_agents = ['agent_0']\n", "score_agents only applies to multi-agent"),
+    ("[[train]]\nagents = ['mappo']\nenvs = ['mpe/simple_adversary']\nsteps = 64\n"
+     "score_agents = ['agent_0', 'agent_2']\n", "unknown agent(s) agent_2; mpe/simple_adversary"),
+    ("[[train]]\nagents = ['mappo']\nenvs = ['mpe/simple_adversary']\nsteps = 64\n"
+     "score_agents = ['agent_0', 'agent_0']\n", "score_agents repeats an agent"),
 ])
 def test_bad_suite_is_one_clear_line(tmp_path, extra, message):
     suite = _write_suite(tmp_path / "s.toml", BASE + extra)
@@ -260,6 +267,50 @@ strengths = [1]
 """)
     summary = run_suite(suite, workers=1, out=tmp_path / "out")
     assert _count(tmp_path / "out" / "results.sqlite", "cells") == 3, summary
+
+
+def test_score_agents_scores_one_team_of_a_competitive_env(tmp_path):
+    """simple_adversary scored on the good team only: each stored return is agent_0's plus
+    agent_1's (the adversary's left out), the cell ids change with the key, and the perturbed
+    cells target that team (agents=)."""
+    pytest.importorskip("mpe2")
+    from robustrl.train import evaluate, load_run_agent
+
+    text = """
+name = "adv"
+episodes = 2
+[[train]]
+agents = ["mappo"]
+envs = ["mpe/simple_adversary"]
+steps = 100
+set = { n_envs = 1, n_steps = 50, n_epochs = 1, hidden = [16], "run.tensorboard" = false }
+score_agents = ["agent_0", "agent_1"]
+[[perturbations]]
+spec = "obs-pgd,agents=agent_0+agent_1"
+strengths = [0.1]
+[[perturbations]]
+spec = "adversary-agents,agents=agent_1"
+strengths = [1]
+"""
+    suite = _write_suite(tmp_path / "adv.toml", text)
+    plan = plan_suite(load_suite(suite), tmp_path / "out")
+    unscored = plan_suite(load_suite(_write_suite(
+        tmp_path / "all.toml", text.replace('score_agents = ["agent_0", "agent_1"]', ""))),
+        tmp_path / "out")
+    assert plan.jobs[0].run_id == unscored.jobs[0].run_id  # training is the same ...
+    assert not {c.id for c in plan.jobs[0].cells} & {c.id for c in unscored.jobs[0].cells}
+    assert plan.suite_hash != unscored.suite_hash  # ... the scores are not
+    run_suite(suite, workers=1, out=tmp_path / "out")
+    conn = sqlite3.connect(tmp_path / "out" / "results.sqlite")
+    stored = [r[0] for r in conn.execute(
+        "SELECT return FROM episodes WHERE spec = 'none' ORDER BY episode")]
+    lipschitz = conn.execute("SELECT lipschitz FROM runs").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM cells").fetchone()[0] == 3
+    conn.close()
+    by_agent = evaluate(load_run_agent(plan.jobs[0].run_dir), 2, seed=10_000)["returns_by_agent"]
+    expected = [a0 + a1 for a0, a1 in zip(by_agent["agent_0"], by_agent["agent_1"])]
+    np.testing.assert_allclose(stored, expected, rtol=1e-6)
+    assert lipschitz is not None and lipschitz > 0
 
 
 def test_traffic_jobs_share_no_simulation_and_take_dynamics(tmp_path):

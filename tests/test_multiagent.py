@@ -1,6 +1,8 @@
-"""Multi-agent learners (IPPO, MAPPO, MADDPG, IDQN): spaces, determinism, save/load/resume,
-runs through `robustrl.train`, traffic in-process + evaluation in a subprocess."""
+"""Multi-agent learners (IPPO, MAPPO, MADDPG, IDQN): spaces (observation sizes zero-padded),
+determinism, save/load/resume, runs through `robustrl.train`, traffic in-process + evaluation
+in a subprocess."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -40,9 +42,74 @@ def test_refuses_unsupported_spaces():
         _make("idqn", True)
     with pytest.raises(RobustRLError, match="needs a PettingZoo ParallelEnv"):
         make_agent("mappo", "gym/CartPole-v1")
-    with pytest.raises(RobustRLError, match="shares one network across agents and needs "
-                                            "identical spaces"):
-        make_agent("maddpg", "mpe/simple_adversary")
+    with pytest.raises(RobustRLError, match="needs the same action space for every agent; "
+                                            "agent listener_0 has Discrete"):
+        make_agent("maddpg", "mpe/simple_speaker_listener")
+    with pytest.raises(RobustRLError, match=r"may differ only as 1-D Boxes.*agent a has Box"):
+        make_agent("mappo", TwoDObservations())
+
+
+class TwoDObservations:
+    """A stub ParallelEnv whose agents observe a 2-D and a 1-D Box: padding cannot fix it."""
+
+    possible_agents = ["a", "b"]
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(-1, 1, (2, 2) if agent == "a" else (3,))
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+
+ADVERSARY_OBS = {"adversary_0": 8, "agent_0": 10, "agent_1": 10}  # mpe/simple_adversary
+
+
+@pytest.mark.parametrize("name,config", [
+    ("mappo", {**PPO_SMALL, "robust": {"method": "ernie", "target": "both"}}),
+    ("ippo", {**PPO_SMALL, "robust": {"method": "ernie", "stackelberg": True}}),
+    ("maddpg", {**OFF_SMALL, "robust": {"method": "ernie", "target": "both",
+                                        "perturb_other_actions": True}}),
+    ("idqn", {**OFF_SMALL, "robust": {"method": "ernie", "target": "both"}}),
+])
+def test_different_observation_sizes_are_zero_padded(name, config):
+    """simple_adversary: the adversary observes 8 numbers, the good agents 10; the shared
+    network sees every observation padded to 10, outside the learner each agent's own size."""
+    agent = make_agent(name, "mpe/simple_adversary", seed=0, **config)
+    assert (agent.obs_dim, agent.obs_sizes, agent.padded) == (10, [8, 10, 10], True)
+    logs = []
+    agent.learn(300, lambda a, m: logs.append(m))
+    assert agent.num_steps == 300 and logs and any("robust/reg" in m for m in logs)
+    env = agent.env_fn()
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        actions = agent.act(obs)
+        assert set(actions) == set(ADVERSARY_OBS)
+        assert all(env.action_space(a).contains(u) for a, u in actions.items())
+        obs, *_ = env.step(actions)
+    for a, size in ADVERSARY_OBS.items():
+        x = torch.zeros(4, size, requires_grad=True)
+        out = agent.policy_fns[a](x)
+        assert out.shape == (4, 5)
+        out.sum().backward()
+        assert x.grad.shape == (4, size)
+        assert agent.obs_scale[a].shape == (size,)
+    result = evaluate(agent, episodes=1)
+    assert set(result["returns_by_agent"]) == set(ADVERSARY_OBS)
+
+
+def test_ernie_never_perturbs_padding():
+    from robustrl.robust.ernie import perturbation
+
+    agent = make_agent("mappo", "mpe/simple_adversary", seed=0, **PPO_SMALL,
+                       robust={"method": "ernie", "eps": 0.5})
+    obs = np.random.default_rng(0).normal(size=(6, 3, 10)).astype(np.float32)
+    x = torch.from_numpy(agent.inputs(obs)).flatten(0, 1)  # rows: adversary, agent_0, agent_1
+    delta = perturbation(agent.net.actor, x, agent.config.robust,
+                         scale=agent.robust_scale(x, "own")).reshape(6, 3, 13)
+    assert (delta[:, 0, 8:] == 0).all() and (delta[:, 1:, 10:] == 0).all()  # padding, ids
+    assert (delta[:, 0, :8] != 0).all() and (delta[:, 1:, :10] != 0).all()
+    joint = agent.robust_scale(torch.zeros(2, 30 + 3), "joint")
+    np.testing.assert_array_equal(joint.numpy(), [1] * 8 + [0] * 2 + [1] * 20 + [0] * 3)
 
 
 @pytest.mark.parametrize("name,continuous,config", CASES)

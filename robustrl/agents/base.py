@@ -157,7 +157,8 @@ class Agent:
 
     @property
     def obs_scale(self) -> np.ndarray | None:
-        """Per-dimension std of the observation normalizer (None: the agent has none).
+        """Per-dimension std of the observation normalizer (None: the agent has none); a
+        multi-agent learner whose agents' observation sizes differ gives one per agent.
 
         Attack radii are given in these normalized units.
         """

@@ -115,10 +115,6 @@ class IDQN(MultiAgent):
         ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
         return self.q(torch.cat([obs, ids], -1))
 
-    @property
-    def obs_scale(self) -> np.ndarray:
-        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
-
     def epsilon(self) -> float:
         cfg = self.config
         frac = min(self.num_steps / max(cfg.eps_decay_steps, 1), 1.0)
@@ -166,12 +162,14 @@ class IDQN(MultiAgent):
             if self.ernie:  # lam * R(theta) of the global Q (robustrl.robust)
                 g_in = joint(x, actions)
                 n = self.n_agents
-                scale = self.ernie.scale(n * self.obs_dim, g_in.shape[1], n * self.act_dim)
+                scale = self.robust_scale(g_in, "joint", n * self.act_dim)
                 loss = loss + self.ernie.penalty("critic", self.g, g_in, scale=scale,
                                                  clean=g[:, None])
             metrics.update(global_loss=global_loss.item(), consistency_loss=consistency.item())
         if self.ernie:  # ... and of Q_i on each agent's own observation (ids fixed)
-            loss = loss + self.ernie.penalty("actor", self.q, x.flatten(0, 1), self.obs_dim,
+            flat = x.flatten(0, 1)
+            loss = loss + self.ernie.penalty("actor", self.q, flat,
+                                             scale=self.robust_scale(flat, "own"),
                                              clean=q_all.flatten(0, 1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -104,10 +104,6 @@ class MADDPG(MultiAgent):
         out = self.actor(torch.cat([obs, ids], -1))
         return out if self.discrete else torch.tanh(out)
 
-    @property
-    def obs_scale(self) -> np.ndarray:
-        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
-
     def _policy(self, net: nn.Module, x: torch.Tensor, explore: bool) -> torch.Tensor:
         """Critic-format actions: one-hots (discrete) or values in [-1, 1] (continuous)."""
         out = net(x)
@@ -160,7 +156,7 @@ class MADDPG(MultiAgent):
             return self.critic(self._critic_in(obs, joint)).squeeze(-1)
 
         p = torch.cat([x[..., :d].flatten(1), actions.flatten(1)], 1)
-        scale = self.ernie.scale(n * d, p.shape[1], actions=n * self.act_dim)
+        scale = self.robust_scale(p, "joint", actions=n * self.act_dim)
         return self.ernie.penalty("critic", q, p, scale=scale, clean=clean)
 
     def update(self) -> dict[str, float]:
@@ -195,8 +191,9 @@ class MADDPG(MultiAgent):
         if self.ernie:  # per agent observation (ids fixed): logits, or actions in [-1, 1]
             act_fn = self.actor if self.discrete else lambda v: torch.tanh(self.actor(v))
             clean = (out if self.discrete else new).flatten(0, 1)  # act_fn(x), reused
-            loss = loss + self.ernie.penalty("actor", act_fn, x.flatten(0, 1), self.obs_dim,
-                                             clean=clean)
+            flat = x.flatten(0, 1)
+            loss = loss + self.ernie.penalty("actor", act_fn, flat,
+                                             scale=self.robust_scale(flat, "own"), clean=clean)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)

@@ -83,8 +83,8 @@ class MAPPO(MultiAgent):
                                         for a in self.agents])
                 # mpe and traffic states are the observations concatenated: skip the call
                 # (in mpe2 it recomputes every observation, a third of the step's cost).
-                same = state.shape == joint.shape and np.allclose(state, joint)
-                self.state_dim, self.use_env_state = state.size, not same
+                if not (state.shape == joint.shape and np.allclose(state, joint)):
+                    self.state_dim, self.use_env_state = state.size, True
             except (NotImplementedError, AttributeError):
                 pass
         critic_in = (self.state_dim if cfg.centralized_critic else self.obs_dim) + self.n_agents
@@ -125,6 +125,13 @@ class MAPPO(MultiAgent):
         ids = np.broadcast_to(self.ids, (s.shape[0], self.n_agents, self.n_agents))
         return torch.from_numpy(np.concatenate([s, ids], -1).astype(np.float32))
 
+    def _critic_scale(self, c: torch.Tensor) -> torch.Tensor:
+        """ERNIE's scale on critic inputs: the env's global state, all (padded) observations
+        (MAPPO) or the agent's own (IPPO); ids fixed."""
+        if self.use_env_state:
+            return self.ernie.scale(self.state_dim, c.shape[-1])
+        return self.robust_scale(c, "joint" if self.config.centralized_critic else "own")
+
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits / action means for raw observations (..., n_agents, obs_dim), differentiable."""
         if self.config.normalize_obs:
@@ -133,10 +140,6 @@ class MAPPO(MultiAgent):
             obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
         ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
         return self.net.actor(torch.cat([obs, ids], -1))
-
-    @property
-    def obs_scale(self) -> np.ndarray:
-        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
 
     def _env_action(self, action: np.ndarray) -> np.ndarray:
         if self.discrete:
@@ -226,13 +229,14 @@ class MAPPO(MultiAgent):
                 entropy = dist.entropy()
                 entropy = (entropy if self.discrete else entropy.sum(-1)).mean()
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-                if self.ernie:  # lam * R(theta); the agent ids (last n_agents inputs) stay fixed
+                if self.ernie:  # lam * R(theta); agent ids and padding stay fixed
                     out = dist.logits if self.discrete else dist.loc  # actor(obs), reused
+                    x, c = batch["obs"][idx], batch["critic"][idx]
                     loss = loss + self.ernie.penalty(
-                        "actor", self.net.actor, batch["obs"][idx], self.obs_dim, clean=out) \
-                        + self.ernie.penalty("critic", self.net.critic, batch["critic"][idx],
-                                             batch["critic"].shape[-1] - self.n_agents,
-                                             clean=value[:, None])
+                        "actor", self.net.actor, x, scale=self.robust_scale(x, "own"),
+                        clean=out) + self.ernie.penalty(
+                        "critic", self.net.critic, c, scale=self._critic_scale(c),
+                        clean=value[:, None])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)

@@ -300,10 +300,6 @@ class MFQ(MultiAgent):
         mean = torch.from_numpy(self._remembered(obs.shape[:-2]))
         return self.q(self._x(obs, mean))
 
-    @property
-    def obs_scale(self) -> np.ndarray:
-        return self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
-
     def _schedule(self, start: float, end: float) -> float:
         frac = min(self.num_steps / self.config.eps_decay_steps, 1.0)
         return start + frac * (end - start)
@@ -380,8 +376,9 @@ class MFQ(MultiAgent):
             metrics["robust/dro_gap"] = (v_next - v_plain).mean().item()
         if self.ernie:  # lam * R(theta) of Q (robustrl.robust): own obs / obs + ā
             flat, clean = x.flatten(0, 1), q_all.flatten(0, 1)
-            loss = loss + self.ernie.penalty("actor", self.q, flat, self.obs_dim, clean=clean)
-            scale = self.ernie.scale(self.obs_dim, self.in_dim, self.act_dim)
+            loss = loss + self.ernie.penalty("actor", self.q, flat,
+                                             scale=self.robust_scale(flat, "own"), clean=clean)
+            scale = self.robust_scale(flat, "own", self.act_dim)
             loss = loss + self.ernie.penalty("critic", self.q, flat, scale=scale, clean=clean)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -3,20 +3,25 @@ batched stepping of several env copies, per-agent episode stats, GAE, a multi-ag
 
 The learners (IPPO/MAPPO, MADDPG, IDQN) share one network across agents (parameter sharing)
 and tell agents apart by a one-hot id appended to the observation, so every update is one
-batched pass over (time x envs x agents) samples. That needs homogeneous agents: the same
-observation and action space for every agent, and every agent acting at every step until the
-episode ends (true for mpe and the traffic grids); anything else is refused with one line.
+batched pass over (time x envs x agents) samples. That needs the same action space for every
+agent and every agent acting at every step until the episode ends (true for mpe and the traffic
+grids). Observations may differ in size when every agent's is a 1-D Box (the teams of mpe's
+simple_adversary, simple_tag, simple_push): each is zero-padded to the largest size, the
+standard way (`stack_obs`; the id tells the roles apart). Anything else is refused with one line.
 
-Acting on a ParallelEnv: `agent.act({name: obs})` returns `{name: action}`.
+Padding stays inside the learner: `act({name: obs})` takes and returns dicts in the env's own
+spaces, `policy_fns[name]` takes that agent's own observation size, `obs_scale` is per agent,
+and ERNIE never perturbs padding (`robust_scale`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from robustrl.agents.base import Agent
 from robustrl.core.buffer import ReplayBuffer
@@ -32,6 +37,17 @@ def is_parallel_env(env: Any) -> bool:
 def one_hot_ids(n_agents: int) -> np.ndarray:
     """(n_agents, n_agents) identity: row i is appended to agent i's observation."""
     return np.eye(n_agents, dtype=np.float32)
+
+
+def stack_obs(obs: Mapping[str, Any], agents: Sequence[str], obs_dim: int) -> np.ndarray:
+    """{agent: observation} -> (n_agents, obs_dim) float32 in `agents` order, each flattened and
+    zero-padded to `obs_dim`; an agent missing from `obs` (done) gets zeros."""
+    out = np.zeros((len(agents), obs_dim), np.float32)
+    for j, a in enumerate(agents):
+        if a in obs:
+            o = np.asarray(obs[a], np.float32).ravel()
+            out[j, :o.size] = o
+    return out
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, gamma: float,
@@ -90,19 +106,22 @@ class MultiAgentStats(EpisodeStats):
 class ParallelEnvs:
     """n copies of a ParallelEnv stepped together, with arrays instead of dicts.
 
-    Observations come as (n_envs, n_agents, obs_dim); an env whose episode ended is reset at
-    once and its final observation (and global state) returned for bootstrapping.
+    Observations come as (n_envs, n_agents, obs_dim), zero-padded to obs_dim (`stack_obs`); an
+    env whose episode ended is reset at once and its final observation (and global state)
+    returned for bootstrapping.
     """
 
-    def __init__(self, envs: list[Any], agents: list[str], seed: int, want_state: bool):
+    def __init__(self, envs: list[Any], agents: list[str], seed: int, want_state: bool,
+                 obs_dim: int):
         self.envs = envs
         self.agents = agents
         self.seed = seed
         self.want_state = want_state
+        self.obs_dim = obs_dim
         self.resets = 0
 
     def _obs(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.stack([np.asarray(obs[a], np.float32).ravel() for a in self.agents])
+        return stack_obs(obs, self.agents, self.obs_dim)
 
     def _state(self, env: Any, obs: np.ndarray) -> np.ndarray:
         if hasattr(env, "state"):
@@ -182,16 +201,15 @@ class MultiAgent(Agent):
                                 f"{type(probe).__name__} (use a single-agent learner: ppo, sac)")
         self.agents: list[str] = list(probe.possible_agents)
         self.n_agents = len(self.agents)
-        spaces = [(probe.observation_space(a), probe.action_space(a)) for a in self.agents]
-        self.observation_space, self.action_space = spaces[0]
-        for a, (o, s) in zip(self.agents, spaces):
-            if o.shape != self.observation_space.shape or s != self.action_space:
-                raise RobustRLError(
-                    f"{self.name} shares one network across agents and needs identical spaces; "
-                    f"agent {a} has {o} / {s}, {self.agents[0]} has {self.observation_space} / "
-                    f"{self.action_space}")
+        self.observation_space, self.action_space = self._shared_spaces(probe)
         self.check_spaces(self.observation_space, self.action_space)
         self.obs_dim = int(np.prod(self.observation_space.shape))
+        # Each agent's own observation size (obs_dim is the largest, the padded size), and
+        # obs_mask (n_agents, obs_dim): 1 on each agent's own observation, 0 on its padding.
+        self.obs_sizes = [int(np.prod(probe.observation_space(a).shape)) for a in self.agents]
+        self.padded = min(self.obs_sizes) < self.obs_dim
+        self.obs_mask = (np.arange(self.obs_dim) < np.array(self.obs_sizes)[:, None]).astype(
+            np.float32)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.act_dim = int(self.action_space.n) if self.discrete else int(
             np.prod(self.action_space.shape))
@@ -199,6 +217,33 @@ class MultiAgent(Agent):
         self._probe_env = probe
         self.envs: ParallelEnvs | None = None
         self._build()
+
+    def _shared_spaces(self, probe: Any) -> tuple[gym.Space, gym.Space]:
+        """The one (observation, action) space of the shared network: identical action spaces
+        for every agent, observation spaces of one shape (the first agent's is used) or 1-D
+        Boxes (then one Box of the largest size, the others zero-padded to it); anything else
+        is one line."""
+        obs = {a: probe.observation_space(a) for a in self.agents}
+        act = {a: probe.action_space(a) for a in self.agents}
+        first = self.agents[0]
+        for a in self.agents:
+            if act[a] != act[first]:
+                raise RobustRLError(
+                    f"{self.name} shares one network across agents and needs the same action "
+                    f"space for every agent; agent {a} has {act[a]}, {first} has {act[first]}")
+        if all(o.shape == obs[first].shape for o in obs.values()):
+            return obs[first], act[first]
+        for a, o in obs.items():
+            if not isinstance(o, gym.spaces.Box) or len(o.shape) != 1:
+                raise RobustRLError(
+                    f"{self.name} shares one network across agents: observation spaces may "
+                    f"differ only as 1-D Boxes (zero-padded to the largest); agent {a} has {o}")
+        size = max(o.shape[0] for o in obs.values())
+        low, high = np.zeros(size, np.float32), np.zeros(size, np.float32)
+        for o in obs.values():
+            low[:o.shape[0]] = np.minimum(low[:o.shape[0]], o.low)
+            high[:o.shape[0]] = np.maximum(high[:o.shape[0]], o.high)
+        return gym.spaces.Box(low, high, (size,), np.float32), act[first]
 
     def _single_instance(self, instance: Any) -> Callable[[], Any]:
         used: list[bool] = []
@@ -215,7 +260,7 @@ class MultiAgent(Agent):
     def make_envs(self, n: int, want_state: bool = False) -> ParallelEnvs:
         first = self.take_env()
         envs = [first] + [self.make_extra_env() for _ in range(n - 1)]
-        return ParallelEnvs(envs, self.agents, self.seed, want_state)
+        return ParallelEnvs(envs, self.agents, self.seed, want_state, self.obs_dim)
 
     # ----------------------------------------------------------------- acting
     def inputs(self, obs: np.ndarray, rms: Any = None) -> np.ndarray:
@@ -232,35 +277,78 @@ class MultiAgent(Agent):
 
     @property
     def policy_fns(self) -> dict[str, Callable[[Any], Any]]:
-        """{agent: f(obs (B, obs_dim)) -> that agent's policy output}, differentiable: the
-        per-agent form perturbation attacks and the ERNIE regularizer take (`policy_output`
-        itself maps joint observations (..., n_agents, obs_dim))."""
+        """{agent: f(obs (B, that agent's own obs size)) -> its policy output}, differentiable:
+        the per-agent form perturbation attacks and the ERNIE regularizer take (`policy_output`
+        itself maps joint padded observations (..., n_agents, obs_dim))."""
+        return {a: self.joint_policy([a], squeeze=True) for a in self.agents}
 
-        def for_agent(i: int) -> Callable[[Any], Any]:
-            def fn(obs: Any) -> Any:
-                joint = obs.new_zeros(*obs.shape[:-1], self.n_agents, obs.shape[-1])
-                joint = joint.index_copy(-2, obs.new_tensor([i], dtype=int),
-                                         obs.unsqueeze(-2))
-                return self.policy_output(joint)[..., i, :]
-            return fn
+    def joint_policy(self, agents: Sequence[str] | None = None,
+                     squeeze: bool = False) -> Callable[[Any], Any]:
+        """f(x (B, the named agents' own observations concatenated)) -> their policy outputs
+        (B, k, out) (squeeze: (B, out) for one agent), differentiable; agents not named see
+        zeros. The bench's Lipschitz estimate takes it: the ball covers exactly what those
+        agents observe, never padding. Default: every agent, in `self.agents` order."""
+        names = list(self.agents if agents is None else agents)
+        index = [self.agents.index(a) for a in names]
+        sizes = [self.obs_sizes[i] for i in index]
 
-        return {a: for_agent(i) for i, a in enumerate(self.agents)}
+        def fn(x: Any) -> Any:
+            parts = dict(zip(index, x.split(sizes, -1)))
+            zeros = x.new_zeros(*x.shape[:-1], self.obs_dim)
+            joint = torch.stack([
+                torch.nn.functional.pad(parts[i], (0, self.obs_dim - parts[i].shape[-1]))
+                if i in parts else zeros for i in range(self.n_agents)], -2)
+            out = self.policy_output(joint)[..., index, :]
+            return out[..., 0, :] if squeeze else out
+
+        return fn
+
+    def joint_obs_scale(self, agents: Sequence[str] | None = None) -> np.ndarray:
+        """`obs_scale` laid out like `joint_policy(agents)`'s input."""
+        scale = self.obs_scale
+        names = self.agents if agents is None else agents
+        return np.concatenate([np.broadcast_to(scale[a] if isinstance(scale, dict) else scale,
+                                               (self.obs_sizes[self.agents.index(a)],))
+                               for a in names])
+
+    @property
+    def obs_scale(self) -> np.ndarray | dict[str, np.ndarray]:
+        """Per-dimension std of the observation normalizer (ones without it), in the env's own
+        observation spaces: one array when no agent is padded, else {agent: its own slice}."""
+        scale = self.obs_rms.std if self.config.normalize_obs else np.ones(self.obs_dim)
+        if not self.padded:
+            return scale
+        return {a: scale[:d] for a, d in zip(self.agents, self.obs_sizes)}
+
+    def robust_scale(self, x: torch.Tensor, obs: Literal["own", "joint"],
+                     actions: int = 0) -> torch.Tensor:
+        """ERNIE's per-input scale (`Ernie.scale`) for network inputs `x` (batch first) that
+        start with one agent's padded observation ("own"; the agent is read from the one-hot id
+        that ends x: per-sample scale) or all agents' ("joint"), then `actions` action inputs:
+        padding is held fixed (0) so the ball covers only what each agent observes."""
+        per_agent = self.obs_dim * (self.n_agents if obs == "joint" else 1)
+        scale = self.ernie.scale(per_agent, x.shape[-1], actions)
+        if not self.padded:
+            return scale
+        mask = torch.from_numpy(self.obs_mask).to(x.dtype)
+        if obs == "joint":
+            return torch.cat([scale[:per_agent] * mask.flatten(), scale[per_agent:]])
+        own = x[:, -self.n_agents:] @ mask  # the one-hot id picks the agent's row
+        return torch.cat([scale[:per_agent] * own, scale[per_agent:].expand(len(x), -1)], -1)
 
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """(..., n_agents, obs_dim) -> actions (..., n_agents[, act_dim]) in env format."""
         raise NotImplementedError
 
     def act(self, obs: Any, deterministic: bool = True) -> Any:
-        """A dict {agent: obs} gives a dict {agent: action}; an array (..., N, obs_dim) an array."""
+        """A dict {agent: obs} (each in its own space) gives a dict {agent: action}; an array
+        (..., N, obs_dim) of padded observations an array."""
         if isinstance(obs, dict):
-            zeros = np.zeros(self.obs_dim, np.float32)
-            stacked = np.stack([np.asarray(obs.get(a, zeros), np.float32).ravel()
-                                for a in self.agents])
-            actions = self.act_array(stacked, deterministic)
+            actions = self.act_array(stack_obs(obs, self.agents, self.obs_dim), deterministic)
             return {a: (int(actions[j]) if self.discrete else actions[j])
                     for j, a in enumerate(self.agents) if a in obs}
         return self.act_array(np.asarray(obs, np.float32), deterministic)
 
 
 __all__ = ["MultiAgent", "MultiAgentStats", "ParallelEnvs", "gae", "is_parallel_env",
-           "multi_agent_buffer", "one_hot_ids"]
+           "multi_agent_buffer", "one_hot_ids", "stack_obs"]

@@ -15,6 +15,7 @@ recognises finished cells exactly.
     envs = ["gym/CartPole-v1"]
     steps = 512
     set = { n_envs = 2, "run.tensorboard" = false }   # or: set.env = { max_episode_steps = 50 }
+    # score_agents = ["agent_0", "agent_1"]   # multi-agent only: whose returns are scored
 
     [[perturbations]]               # kind (plus options, no strength) × strengths
     spec = "obs-gaussian"
@@ -54,6 +55,13 @@ class TrainEntry:
     label: str = ""
     """Name of these runs in the results and reports (default: the agent name); tells apart
     entries that train the same agent differently, e.g. "ppo+heron"."""
+    score_agents: list[str] = field(default_factory=list)
+    """Multi-agent envs: the agents whose returns are summed into an episode's score, and
+    whose policy the Lipschitz estimate covers (default: every agent, the team return). Name
+    one team in a competitive env (mpe/simple_adversary: ["agent_0", "agent_1"]); perturb
+    that team with `agents=` in the perturbation spec. Agents replaced by adversary-agents
+    still count (with a shared team reward, leaving them out would change the score's scale
+    between clean and perturbed cells)."""
 
 
 @dataclass
@@ -118,6 +126,8 @@ class Job:
     eval_seed: int
     lipschitz_eps: float
     lipschitz_obs: int
+    score_agents: list[str] = field(default_factory=list)
+    """`TrainEntry.score_agents` (empty: every agent)."""
 
 
 @dataclass
@@ -182,6 +192,8 @@ def _check_values(suite: SuiteConfig, path: Path) -> None:
             raise RobustRLError(f"{where}: train[{i}] needs non-empty agents and envs lists")
         if entry.steps < 1:
             raise RobustRLError(f"{where}: train[{i}].steps must be >= 1, got {entry.steps}")
+        if len(set(entry.score_agents)) != len(entry.score_agents):
+            raise RobustRLError(f"{where}: train[{i}].score_agents repeats an agent")
     for i, entry in enumerate(suite.perturbations):
         if not entry.strengths:
             raise RobustRLError(f"{where}: perturbations[{i}] ({entry.spec}) has no strengths")
@@ -204,6 +216,9 @@ def suite_hash(suite: SuiteConfig) -> str:
     """Hash of everything that determines a suite's results (`out` is only a location)."""
     data = to_dict(suite)
     data.pop("out", None)
+    for entry in data["train"]:  # unset: the hash suites had before the key existed
+        if not entry["score_agents"]:
+            del entry["score_agents"]
     return digest(data)
 
 
@@ -243,12 +258,13 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
                 applicable = [(e, ss) for e, ss in specs
                               if any(fnmatch.fnmatch(env_id, g) for g in e.envs)]
                 key = (agent, digest([env_id, runs[0].env]))
-                if check_envs and key not in checked:
-                    _check_env(where, agent, env_id, runs[0].env, applicable)
-                    checked.add(key)
+                if check_envs and (*key, *entry.score_agents) not in checked:
+                    _check_env(where, agent, env_id, runs[0].env, applicable, entry.score_agents)
+                    checked.add((*key, *entry.score_agents))
                 label = entry.label or agent
                 for seed, run in zip(suite.seeds, runs):
-                    jobs.append(_job(suite, out, agent, label, env_id, seed, run, applicable))
+                    jobs.append(_job(suite, out, agent, label, env_id, seed, run, applicable,
+                                     entry.score_agents))
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -271,7 +287,8 @@ def _flatten(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, seed: int,
-         run: Any, applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> Job:
+         run: Any, applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]],
+         score_agents: list[str]) -> Job:
     from robustrl.train import run_to_dict
 
     run_data = run_to_dict(run)
@@ -281,6 +298,8 @@ def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, see
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", label).strip("-")
     name = f"{slug}_{env_id.replace('/', '-')}_seed{seed}_{run_id[:8]}"
     evaluation = [run_id, suite.episodes, suite.eval_seed]
+    if score_agents:  # changes every row; unset keeps the ids cells had before the key existed
+        evaluation.append({"score_agents": score_agents})
     cells = [Cell(digest([*evaluation, CLEAN]), CLEAN, CLEAN, None)]
     for entry, pairs in applicable:
         for spec, strength in pairs:
@@ -291,11 +310,26 @@ def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, see
     return Job(run_id=run_id, agent=agent, env=env_id, label=label, seed=seed, run=run,
                run_dir=str(out / "runs" / name), cells=cells, episodes=suite.episodes,
                eval_seed=suite.eval_seed, lipschitz_eps=suite.lipschitz_eps,
-               lipschitz_obs=suite.lipschitz_obs)
+               lipschitz_obs=suite.lipschitz_obs, score_agents=list(score_agents))
+
+
+def check_score_agents(score_agents: list[str], agents: list[str], env_id: str) -> None:
+    """One line unless every name in `score_agents` is one of `agents`, the env's agent ids
+    (none: a single-agent env)."""
+    if not score_agents:
+        return
+    if not agents:
+        raise RobustRLError(f"score_agents only applies to multi-agent (PettingZoo) envs; "
+                            f"{env_id} is single-agent")
+    unknown = [a for a in score_agents if a not in agents]
+    if unknown:
+        raise RobustRLError(f"score_agents: unknown agent(s) {', '.join(unknown)}; {env_id}'s "
+                            f"agents are {', '.join(agents)}")
 
 
 def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
-               applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]]) -> None:
+               applicable: list[tuple[PerturbationEntry, list[tuple[str, float]]]],
+               score_agents: list[str]) -> None:
     from robustrl.agents import agent_class
     from robustrl.envs import make
     from robustrl.perturb import apply
@@ -307,6 +341,8 @@ def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
     try:
         if not hasattr(env, "possible_agents"):  # multi-agent learners check their own
             agent_class(agent).check_spaces(env.observation_space, env.action_space)
+        check_score_agents(score_agents, [str(a) for a in getattr(env, "possible_agents", ())],
+                           env_id)
         for _, pairs in applicable:
             for spec, _ in pairs:
                 apply(env, [spec], policy_fn=_dummy_policy, seed=0)

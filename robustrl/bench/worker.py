@@ -65,7 +65,7 @@ class _ObsRecorder:
     """Keeps the observations of clean rollouts (the inputs of the Lipschitz estimate).
 
     A plain proxy, so it wraps Gymnasium envs and PettingZoo ParallelEnvs alike (for the
-    latter one record is the agents' observations stacked: (n_agents, obs_dim)).
+    latter one record is the step's {agent: observation}, kept when every agent observes).
     """
 
     def __init__(self, env: Any):
@@ -77,9 +77,10 @@ class _ObsRecorder:
 
     def _record(self, obs: Any) -> None:
         if isinstance(obs, dict):
-            obs = [obs[a] for a in self.env.possible_agents if a in obs]
-            if len(obs) != len(self.env.possible_agents):
+            if set(obs) != set(self.env.possible_agents):
                 return  # an agent is done: the record would not have the policy's shape
+            self.observations.append({a: np.asarray(o, np.float32) for a, o in obs.items()})
+            return
         self.observations.append(np.asarray(obs, dtype=np.float32))
 
     def reset(self, **kwargs: Any):
@@ -101,20 +102,40 @@ def _eval_env(agent: Any) -> Any:
     return getattr(agent, "make_eval_env", agent.env_fn)()
 
 
-def _lipschitz(agent: Any, observations: list[np.ndarray], job: Job) -> float | None:
-    """Empirical local Lipschitz constant of the policy; None if it cannot be attacked."""
+def _lipschitz(agent: Any, observations: list[Any], job: Job) -> float | None:
+    """Empirical local Lipschitz constant of the policy; None if it cannot be attacked.
+
+    Multi-agent: of the scored agents' joint policy, on their own observations concatenated."""
     from robustrl.perturb import empirical_lipschitz
 
     if not observations:
         return None
-    obs = np.stack(observations)
-    if len(obs) > job.lipschitz_obs:
-        obs = obs[np.linspace(0, len(obs) - 1, job.lipschitz_obs).round().astype(int)]
+    if len(observations) > job.lipschitz_obs:
+        pick = np.linspace(0, len(observations) - 1, job.lipschitz_obs).round().astype(int)
+        observations = [observations[i] for i in pick]
+    if isinstance(observations[0], dict):
+        names = job.score_agents or list(agent.agents)
+        policy, scale = agent.joint_policy(names), agent.joint_obs_scale(names)
+        obs = np.stack([np.concatenate([o[a].ravel() for a in names]) for o in observations])
+    else:
+        policy, scale, obs = agent.policy_output, agent.obs_scale, np.stack(observations)
     try:
-        return float(empirical_lipschitz(agent.policy_output, obs, job.lipschitz_eps,
-                                         obs_scale=agent.obs_scale, seed=0))
+        return float(empirical_lipschitz(policy, obs, job.lipschitz_eps, obs_scale=scale,
+                                         seed=0))
     except NotImplementedError:  # an agent without a differentiable policy_output
         return None
+
+
+def _score(result: dict[str, Any], job: Job) -> list[float]:
+    """Each episode's score: its return, or the scored agents' returns summed."""
+    if not job.score_agents:
+        return [float(x) for x in result["returns"]]
+    from robustrl.bench.suite import check_score_agents
+
+    by_agent = result.get("returns_by_agent", {})
+    check_score_agents(job.score_agents, list(by_agent), job.env)
+    return [float(sum(by_agent[a][i] for a in job.score_agents))
+            for i in range(len(result["returns"]))]
 
 
 def trained_agent(job: Job):
@@ -155,11 +176,12 @@ def _run_job(job: Job) -> dict[str, Any]:
             env = apply(env, [cell.spec], policy_fn=agent.attack_policy,
                         obs_scale=agent.obs_scale, seed=job.eval_seed)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
+        returns = _score(result, job)
         if cell.spec == CLEAN:
             observations = recorder.observations
         cells.append({"config_hash": cell.id, "perturbation": cell.perturbation,
                       "spec": cell.spec, "strength": cell.strength,
-                      "returns": [float(x) for x in result["returns"]],
+                      "returns": returns,
                       "lengths": [int(x) for x in result["lengths"]],
                       "seconds": time.perf_counter() - t0})
     if observations is None:  # clean cell stored earlier: one clean episode for the inputs

@@ -169,21 +169,24 @@ def main() -> None:
 
 
 def write_table(out: Path, args: argparse.Namespace) -> None:
+    """The table covers every row in results.csv (earlier invocations' agents and envs too)."""
     scores: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     success: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    envs, agents = dict.fromkeys(args.envs), dict.fromkeys(args.agents)
     with open(out / "results.csv", newline="") as f:
         for r in csv.DictReader(f):
             key = (r["env"], r["agent"], int(r["intent_k"]))
             scores[key].append(float(r["normalized_score"]))
             success[key].append(float(r["success"]))
+            envs[r["env"]] = agents[r["agent"]] = None
     columns = [0, *args.ks]
     lines = [f"Normalized score ({args.data_steps} steps of data, {args.worker_steps} worker "
              f"updates, {args.manager_steps} manager updates, seeds {args.seeds}); "
              "mean ± std over seeds (success rate in brackets).", "",
              "| env | worker | alone | " + " | ".join(f"intent k={k}" for k in args.ks) + " |",
              "|---" * (len(columns) + 2) + "|"]
-    for env in args.envs:
-        for agent in args.agents:
+    for env in envs:
+        for agent in agents:
             cells = []
             for k in columns:
                 s = scores.get((env, agent, k))

@@ -97,6 +97,11 @@ steps = 64
      "score_agents = ['agent_0', 'agent_2']\n", "unknown agent(s) agent_2; mpe/simple_adversary"),
     ("[[train]]\nagents = ['mappo']\nenvs = ['mpe/simple_adversary']\nsteps = 64\n"
      "score_agents = ['agent_0', 'agent_0']\n", "score_agents repeats an agent"),
+    ("[[train]]\nagents = ['mappo']\nenvs = ['mpe/simple_spread']\nsteps = 64\n"
+     "[[perturbations]]\nspec = 'adversary-agents,policy=adversary'\nstrengths = [2]\n"
+     "envs = ['mpe/*']\n", "policy=adversary trains one adversary, so k must be 1 (got 2)"),
+    ("[[perturbations]]\nspec = 'adversary-agents,policy=adversary,adv_steps=0'\n"
+     "strengths = [1]\n", "adv_steps=0 must be >= 1"),
 ])
 def test_bad_suite_is_one_clear_line(tmp_path, extra, message):
     suite = _write_suite(tmp_path / "s.toml", BASE + extra)
@@ -336,3 +341,44 @@ strengths = [1.5]
 """)
     run_suite(suite, workers=2, out=tmp_path / "out")
     assert _count(tmp_path / "out" / "results.sqlite", "cells") == 12
+
+
+def test_trained_adversary_cell_is_cached_in_the_run_directory(tmp_path, monkeypatch):
+    """adversary-agents,policy=adversary: the worker trains a PPO adversary against the trained
+    run once, saves it in the run directory, and a rerun (here: into a fresh database) loads
+    it and reproduces the cell's rows."""
+    pytest.importorskip("mpe2")
+    import robustrl.perturb.adversary as adversary
+
+    suite = _write_suite(tmp_path / "adv.toml", """
+name = "advcache"
+episodes = 2
+[[train]]
+agents = ["mappo"]
+envs = ["mpe/simple_spread"]
+steps = 200
+set = { n_envs = 1, n_steps = 50, n_epochs = 1, hidden = [16], "run.tensorboard" = false }
+[[perturbations]]
+spec = "adversary-agents,policy=adversary,adv_steps=300"
+strengths = [1]
+""")
+    out = tmp_path / "out"
+    run_suite(suite, workers=1, out=out)
+    (run_dir,) = (out / "runs").iterdir()
+    (saved,) = (run_dir / "adversaries").iterdir()
+    assert saved.name.startswith("agent_2_") and saved.suffix == ".pt"
+    spec = "adversary-agents:1,policy=adversary,adv_steps=300"
+    conn = sqlite3.connect(out / "results.sqlite")
+    assert conn.execute("SELECT count(*) FROM cells").fetchone()[0] == 2
+    conn.close()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached adversary should have been reused")
+
+    monkeypatch.setattr(adversary, "train_adversary", no_training)
+    stamp = saved.stat().st_mtime_ns
+    summary = run_suite(suite, workers=1, out=out, db=tmp_path / "again.sqlite")
+    assert summary.ran == 2 and saved.stat().st_mtime_ns == stamp
+    first, again = _rows(out / "results.sqlite"), _rows(tmp_path / "again.sqlite")
+    assert [r for r in first if spec in r] == [r for r in again if spec in r]
+    assert len([r for r in again if spec in r]) == 2

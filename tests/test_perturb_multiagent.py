@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +191,70 @@ def test_obs_pgd_batches_agents_and_stays_in_ball():
     for (o1, _, _), (o2, _, _) in zip(clean, attacked, strict=True):
         for agent in o1:
             assert 0 < np.linalg.norm(o2[agent] - o1[agent]) <= 0.05 + 1e-5
+
+
+# --------------------------------------------------------------------------- trained adversary
+def test_adversary_env_reward_is_minus_scored_team_and_others_act_by_the_team_policy():
+    """AdversaryEnv plays the given action for the target, the team policy (given every
+    agent's observation) for the others; its reward is minus the scored agents' reward."""
+    from robustrl.perturb.adversary import AdversaryEnv
+
+    seen = []
+
+    def team(obs):
+        seen.append(sorted(obs))
+        return {a: 4 if a == "agent_2" else 1 + int(a[-1]) for a in obs}  # agent_2's is dropped
+
+    for scored, names in ((None, ["agent_0", "agent_1"]),
+                          (["agent_0", "agent_1", "agent_2"], ["agent_0", "agent_1", "agent_2"])):
+        rec = Recorder(spread())
+        env, ref = AdversaryEnv(rec, team, "agent_2", scored), spread()
+        obs, _ = env.reset(seed=3)
+        ref_obs, _ = ref.reset(seed=3)
+        np.testing.assert_array_equal(obs, ref_obs["agent_2"])
+        assert env.observation_space == ref.observation_space("agent_2")
+        assert env.action_space == ref.action_space("agent_2")
+        for t in range(25):
+            obs, reward, terminated, truncated, info = env.step(t % 5)
+            joint = {"agent_0": 1, "agent_1": 2, "agent_2": t % 5}
+            ref_obs, ref_rew, *_ = ref.step(joint)
+            assert rec.actions[-1] == joint
+            assert reward == pytest.approx(-sum(ref_rew[a] for a in names))
+            assert info["team_reward"] == pytest.approx(-reward)
+            np.testing.assert_array_equal(obs, ref_obs["agent_2"])
+            assert not terminated and truncated == (t == 24)
+        assert seen[0] == ["agent_0", "agent_1", "agent_2"]
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mpe2's unbounded Box observation spaces
+        check_env(AdversaryEnv(spread(), team, "agent_0"), skip_render_check=True)
+    with pytest.raises(RobustRLError, match="unknown agent agent_9"):
+        AdversaryEnv(spread(), team, "agent_9")
+    with pytest.raises(RobustRLError, match="unknown scored agent.* agent_7"):
+        AdversaryEnv(spread(), team, "agent_0", ["agent_7"])
+
+
+def test_train_adversary_is_seeded_and_plays_through_apply():
+    from robustrl.agents import make_agent
+    from robustrl.perturb.adversary import adversary_fn, spec_target, train_adversary
+
+    learner = make_agent("mappo", "mpe/simple_spread", seed=0, n_envs=1, n_steps=25, hidden=[16])
+    small = {"n_envs": 2, "n_steps": 64, "n_epochs": 2}
+    a = train_adversary(learner, "agent_1", steps=200, seed=5, **small)
+    b = train_adversary(learner, "agent_1", steps=200, seed=5, **small)
+    assert a.num_steps == 256  # whole rollouts
+    for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    rec = Recorder(learner.env_fn())
+    fn = adversary_fn(a)
+    env = apply(rec, "adversary-agents:1,agents=agent_1,policy=adversary", adversary=fn)
+    obs, _ = env.reset(seed=0)
+    env.step(learner.act(obs))
+    assert rec.actions[-1]["agent_1"] == fn(obs["agent_1"], "agent_1")
+    assert isinstance(rec.actions[-1]["agent_1"], int)
+    assert spec_target("adversary-agents,policy=adversary", learner.agents) == "agent_2"
+    with pytest.raises(RobustRLError, match=r"^[^\n]*trains one adversary, so k must be 1"):
+        spec_target("adversary-agents:2,policy=adversary", learner.agents)
+    with pytest.raises(RobustRLError, match="single-agent"):
+        train_adversary(make_agent("ppo", "gym/CartPole-v1", n_envs=1), "agent_0")

@@ -21,6 +21,10 @@ recognises finished cells exactly.
     spec = "obs-gaussian"
     strengths = [0.1, 0.3]
     envs = ["gym/*"]                # optional: env-id globs it applies to (default: all)
+
+A multi-agent perturbation `adversary-agents,policy=adversary[,adv_steps=N]` has the worker
+train a PPO adversary for the replaced agent against each trained run (cached in its run
+directory; robustrl/perturb/adversary.py says what it optimizes).
 """
 
 from __future__ import annotations
@@ -226,6 +230,19 @@ def _dummy_policy(obs):  # validation only: obs-pgd needs some policy to bind to
     return obs
 
 
+def _dummy_adversary(obs, agent):  # validation only: the worker trains the real one
+    return None
+
+
+def trained_adversary(spec: str) -> bool:
+    """Whether a cell's spec is `adversary-agents,...,policy=adversary`: the bench worker
+    trains that adversary (robustrl.perturb.adversary) against the job's trained agent."""
+    from robustrl.perturb import parse
+
+    parsed = parse(spec)
+    return parsed.kind == "adversary-agents" and parsed.get("policy") == "adversary"
+
+
 def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
                check_envs: bool = True) -> Plan:
     """Expand `suite` to jobs and cells, validating everything before anything runs.
@@ -333,6 +350,7 @@ def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
     from robustrl.agents import agent_class
     from robustrl.envs import make
     from robustrl.perturb import apply
+    from robustrl.perturb.adversary import spec_target
 
     try:
         env = make(env_id, **env_kwargs)
@@ -345,7 +363,10 @@ def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
                            env_id)
         for _, pairs in applicable:
             for spec, _ in pairs:
-                apply(env, [spec], policy_fn=_dummy_policy, seed=0)
+                adversary = _dummy_adversary if trained_adversary(spec) else None
+                apply(env, [spec], policy_fn=_dummy_policy, adversary=adversary, seed=0)
+                if adversary is not None:  # the worker trains one adversary: k must be 1
+                    spec_target(spec, [str(a) for a in env.possible_agents])
     except RobustRLError as e:
         raise RobustRLError(f"{where}: {e}") from None
     finally:

@@ -138,6 +138,36 @@ def _score(result: dict[str, Any], job: Job) -> list[float]:
             for i in range(len(result["returns"]))]
 
 
+def _adversary(agent: Any, job: Job, spec: str) -> Any:
+    """The `adversary` callable of an `adversary-agents,...,policy=adversary` cell (else None):
+    a PPO policy for the replaced agent that minimizes the scored agents' return (score_agents,
+    else every other agent) against the job's frozen trained agent, seeded by the job's seed.
+    Trained once per run × spec and saved in the run directory, so a rerun reuses it."""
+    from robustrl.bench.suite import digest, trained_adversary
+
+    if not trained_adversary(spec):
+        return None
+    from robustrl.perturb import parse
+    from robustrl.perturb.adversary import (
+        PPO_SETTINGS,
+        adversary_fn,
+        load_adversary,
+        spec_target,
+        train_adversary,
+    )
+
+    target = spec_target(spec, list(agent.agents))
+    scored = job.score_agents or [a for a in agent.agents if a != target]
+    key = digest([spec, scored, job.seed, PPO_SETTINGS], 12)  # new settings: a new adversary
+    path = Path(job.run_dir) / "adversaries" / f"{target}_{key}.pt"
+    if path.exists():
+        return adversary_fn(load_adversary(path, agent, target, scored))
+    trained = train_adversary(agent, target, scored, steps=parse(spec).get("adv_steps"),
+                              seed=job.seed)
+    trained.save(path)  # atomic: a killed sweep leaves no half-written adversary
+    return adversary_fn(trained)
+
+
 def trained_agent(job: Job):
     """The job's trained agent: reuse a finished run, resume a partial one, else train."""
     from robustrl.train import load_run_agent, load_run_config, train
@@ -169,12 +199,13 @@ def _run_job(job: Job) -> dict[str, Any]:
     cells, observations = [], None
     for cell in job.cells:
         t0 = time.perf_counter()
+        adversary = None if cell.spec == CLEAN else _adversary(agent, job, cell.spec)
         env = _eval_env(agent)
         if cell.spec == CLEAN:
             env = recorder = _ObsRecorder(env)
         else:
             env = apply(env, [cell.spec], policy_fn=agent.attack_policy,
-                        obs_scale=agent.obs_scale, seed=job.eval_seed)
+                        obs_scale=agent.obs_scale, adversary=adversary, seed=job.eval_seed)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
         returns = _score(result, job)
         if cell.spec == CLEAN:

@@ -6,7 +6,9 @@
     >>> info["perturbation"]     # {'obs-gaussian': {'strength': 0.1, 'active': True, ...}, ...}
 
 A perturbation is a spec string `kind:strength[,key=value...]` (`perturb.kinds()` lists them);
-`pgd_attack` is the inner maximisation ERNIE's regularizer and `empirical_lipschitz` reuse.
+`pgd_attack` is the inner maximisation ERNIE's regularizer and `empirical_lipschitz` reuse;
+`robustrl.perturb.adversary` trains the policy of a malicious agent (adversary-agents,
+policy=adversary) against a frozen multi-agent learner.
 """
 
 from __future__ import annotations

@@ -118,7 +118,10 @@ KINDS: dict[str, KindInfo] = {
     "adversary-agents": _kind(
         "k agents (default: the last k) play a random, frozen or adversary policy", "count", 1,
         policy=Option(("random", "frozen", "adversary"), "random",
-                      "frozen/adversary: the `adversary` callable given to apply()"),
+                      "frozen/adversary: the `adversary` callable given to apply(); the bench "
+                      "trains the adversary (robustrl.perturb.adversary, k = 1)"),
+        adv_steps=Option(int, 50_000, "policy=adversary in the bench: PPO env steps the "
+                                      "adversary is trained for"),
         agents=_AGENTS),
     "reward-gaussian": _kind("add N(0, sigma^2) noise to rewards", "sigma", agents=_AGENTS),
 }
@@ -243,8 +246,8 @@ def _convert_option(kind: str, info: KindInfo, key: str, value: Any) -> Any:
             f"got '{value}'") from None
     if key == "prob" and not 0 <= x <= 1:
         raise RobustRLError(f"{kind}: prob={_fmt(x)} must be a probability in [0, 1]")
-    if key in ("start", "steps") and x < (1 if key == "steps" else 0):
-        raise RobustRLError(f"{kind}: {key}={x} must be >= {1 if key == 'steps' else 0}")
+    if key in ("start", "steps", "adv_steps") and x < (0 if key == "start" else 1):
+        raise RobustRLError(f"{kind}: {key}={x} must be >= {0 if key == 'start' else 1}")
     if key == "step_size" and not x > 0:
         raise RobustRLError(f"{kind}: step_size={_fmt(x)} must be > 0")
     return x

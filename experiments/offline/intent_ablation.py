@@ -182,7 +182,7 @@ def write_table(out: Path, args: argparse.Namespace) -> None:
     columns = [0, *args.ks]
     lines = [f"Normalized score ({args.data_steps} steps of data, {args.worker_steps} worker "
              f"updates, {args.manager_steps} manager updates, seeds {args.seeds}); "
-             "mean ± std over seeds (success rate in brackets).", "",
+             "mean ± sample std over seeds (success rate in brackets).", "",
              "| env | worker | alone | " + " | ".join(f"intent k={k}" for k in args.ks) + " |",
              "|---" * (len(columns) + 2) + "|"]
     for env in envs:
@@ -190,7 +190,7 @@ def write_table(out: Path, args: argparse.Namespace) -> None:
             cells = []
             for k in columns:
                 s = scores.get((env, agent, k))
-                cells.append(f"{np.mean(s):.1f} ± {np.std(s):.1f} "
+                cells.append(f"{np.mean(s):.1f} ± {np.std(s, ddof=1) if len(s) > 1 else 0:.1f} "
                              f"({np.mean(success[env, agent, k]):.2f})" if s else "–")
             lines.append(f"| {_name(env)} | {agent} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import multiprocessing as mp
+import shutil
 import time
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -60,6 +61,7 @@ def make_manager(data: str, steps: int, seed: int, k: int, out: str,
 
     torch.set_num_threads(1)
     if not (Path(out) / "manager.pt").exists():
+        shutil.rmtree(out, ignore_errors=True)  # a manager cut off mid-training starts over
         train_manager(data, steps, out=out, seed=seed, show_progress=False,
                       overrides={"k": k, "run.tensorboard": False, **overrides})
     return out
@@ -142,7 +144,11 @@ def main() -> None:
             for fut in finished:
                 tag = pending.pop(fut)
                 kind, env, seed = tag[:3]
-                value = fut.result()  # a failed run stops the sweep with its error
+                try:
+                    value = fut.result()
+                except Exception as e:  # say it now: shutting down waits for running jobs
+                    print(f"failed: {tag[:5]}: {e}", flush=True)
+                    raise
                 if kind == "data":
                     for agent in args.agents:
                         submit_worker(env, seed, value, agent, 0, "")

@@ -103,16 +103,22 @@ def _check_learner(learner: Any, target: str) -> None:
                             f"{', '.join(agents)}")
 
 
+def _adversary_envs(learner: Any, target: str, scored: Sequence[str] | None,
+                    env_fn: Callable[[], Any] | None) -> Callable[[], AdversaryEnv]:
+    """Factory of `AdversaryEnv` copies around `learner`'s env (or `env_fn`'s)."""
+    _check_learner(learner, target)
+    make = env_fn or learner.make_extra_env  # traffic: another process per copy
+    team = frozen_team(learner)
+    return lambda: AdversaryEnv(make(), team, target, scored)
+
+
 def _ppo(learner: Any, target: str, scored: Sequence[str] | None, seed: int,
          env_fn: Callable[[], Any] | None, overrides: dict[str, Any]):
     from robustrl.agents import resolve_config
     from robustrl.agents.ppo import PPO
 
-    _check_learner(learner, target)
-    make = env_fn or learner.make_extra_env  # traffic: another process per copy
-    team = frozen_team(learner)
     config = resolve_config("ppo", None, {**PPO_SETTINGS, **overrides})
-    return PPO(lambda: AdversaryEnv(make(), team, target, scored), config, seed=seed)
+    return PPO(_adversary_envs(learner, target, scored, env_fn), config, seed=seed)
 
 
 def train_adversary(learner: Any, target: str, scored: Sequence[str] | None = None,
@@ -141,10 +147,7 @@ def load_adversary(path: str | Path, learner: Any, target: str,
     against the same learner / target / scored agents."""
     from robustrl.agents import load
 
-    _check_learner(learner, target)
-    make = env_fn or learner.make_extra_env
-    team = frozen_team(learner)
-    agent = load(path, env=lambda: AdversaryEnv(make(), team, target, scored))
+    agent = load(path, env=_adversary_envs(learner, target, scored, env_fn))
     agent.close()
     return agent
 

@@ -45,7 +45,7 @@ def _name(env: str) -> str:
 
 
 def make_dataset(env: str, steps: int, seed: int, path: str) -> str:
-    from robustrl.offline.generate import GenerateConfig, generate_dataset
+    from robustrl.data.generate import GenerateConfig, generate_dataset
 
     if not Path(path).exists():
         generate_dataset(env, GenerateConfig(steps=steps, seed=seed), out=path,
@@ -57,7 +57,7 @@ def make_manager(data: str, steps: int, seed: int, k: int, out: str,
                  overrides: dict[str, Any]) -> str:
     import torch
 
-    from robustrl.offline.tdmpc import train_manager
+    from robustrl.agents.tdmpc import train_manager
 
     torch.set_num_threads(1)
     if not (Path(out) / "manager.pt").exists():
@@ -69,7 +69,7 @@ def make_manager(data: str, steps: int, seed: int, k: int, out: str,
 
 def run_worker(data: str, agent: str, steps: int, seed: int, out: str,
                overrides: dict[str, Any]) -> dict[str, Any]:
-    from robustrl.offline.train import train_offline
+    from robustrl.train.offline import train_offline
 
     start = time.perf_counter()
     resume = (Path(out) / "config.toml").exists()  # an interrupted run continues

@@ -24,8 +24,8 @@ AGENTS: dict[str, str] = {
     "mappo": "robustrl.agents.mappo:MAPPO",
     "ippo": "robustrl.agents.mappo:IPPO",
     "maddpg": "robustrl.agents.maddpg:MADDPG",
-    "idqn": "robustrl.agents.dqn:IDQN",
-    "mfq": "robustrl.agents.meanfield:MFQ",
+    "idqn": "robustrl.agents.idqn:IDQN",
+    "mfq": "robustrl.agents.mfq:MFQ",
 }
 """Agent name -> "module:Class"; a module is imported only when its agent is used."""
 

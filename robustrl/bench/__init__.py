@@ -54,7 +54,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `robustrl bench --help` (which imports robustrl.bench.cli) stays instant.
+    # Lazy, so `robustrl bench --help` (which imports robustrl.cli.bench) stays instant.
     if name in _WHERE:
         return getattr(importlib.import_module(f"robustrl.bench.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'robustrl.bench' has no attribute '{name}'")

@@ -43,3 +43,52 @@ class RunningMeanStd:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
+
+
+class FixedNormalizer:
+    """(x - mean) / std with statistics fixed once — a dataset's, or the inputs a reward model
+    was last fitted on — instead of updated online like `RunningMeanStd`.
+
+    Works on numpy arrays (returns float32) and on torch tensors (statistics moved to the
+    tensor's device on first use, so a network on a GPU normalizes without host copies).
+    `clip` bounds the result (None: unbounded).
+    """
+
+    def __init__(self, mean: Any, std: Any, clip: float | None = None):
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+        self.clip = clip
+        self._torch: dict[Any, tuple[Any, Any]] = {}
+
+    @classmethod
+    def identity(cls, dim: int, clip: float | None = None) -> FixedNormalizer:
+        return cls(np.zeros(dim), np.ones(dim), clip)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, eps: float = 1e-3, clip: float | None = None) -> FixedNormalizer:
+        """Statistics of the rows of `x`; `eps` keeps constant features from dividing by 0."""
+        x = np.asarray(x, np.float64)
+        return cls(x.mean(0), x.std(0) + eps, clip)
+
+    def __call__(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            out = (x - self.mean) / self.std
+            if self.clip is not None:
+                out = np.clip(out, -self.clip, self.clip)
+            return out.astype(np.float32)
+        import torch
+
+        if x.device not in self._torch:
+            self._torch[x.device] = (torch.as_tensor(self.mean, device=x.device),
+                                     torch.as_tensor(self.std, device=x.device))
+        mean, std = self._torch[x.device]
+        out = (x - mean) / std
+        return out.clamp(-self.clip, self.clip) if self.clip is not None else out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.copy(), "std": self.std.copy(), "clip": self.clip}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mean, std = (np.asarray(state[k].cpu() if hasattr(state[k], "cpu") else state[k],
+                                np.float32) for k in ("mean", "std"))
+        self.__init__(mean, std, state.get("clip", self.clip))

@@ -13,7 +13,7 @@ with the temperature beta > 0 chosen so that KL(q_beta || p) = rho; `kl_worst_ca
 by bisection on log(beta), batched, with no per-sample Python loop. Its `q` is the worst-case
 mean action the critic target then uses.
 
-The learner that uses it is `robustrl.agents.meanfield` (agent `mfq`, `dro_rho > 0`), with
+The learner that uses it is `robustrl.agents.mfq` (agent `mfq`, `dro_rho > 0`), with
 the neighbour graph of traffic grids from `robustrl.envs.traffic.neighbours`.
 """
 

@@ -14,7 +14,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.train import build_run, evaluate, train
 
 MULTI = {"mappo": "robustrl.agents.mappo:MAPPO", "ippo": "robustrl.agents.mappo:IPPO",
-         "maddpg": "robustrl.agents.maddpg:MADDPG", "idqn": "robustrl.agents.dqn:IDQN"}
+         "maddpg": "robustrl.agents.maddpg:MADDPG", "idqn": "robustrl.agents.idqn:IDQN"}
 SPREAD = {"N": 3, "max_cycles": 25}
 SMALL = {"hidden": (32, 32)}
 PPO_SMALL = {**SMALL, "n_envs": 2, "n_steps": 25, "n_epochs": 2, "n_minibatches": 2}

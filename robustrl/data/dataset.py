@@ -34,7 +34,7 @@ A goal-conditioned learner sees [observation, goal] and bootstraps from
   observation is the following row, and rows that end in a timeout (or the file) are dropped;
 - a Minari dataset folder (`data/main_data.hdf5` with `episode_*` groups; Dict observations
   give `observation` and `desired_goal`), with its metadata (env spec, reference scores).
-Files without reference returns can get them with `robustrl.offline.generate.reference_returns`.
+Files without reference returns can get them with `robustrl.data.generate.reference_returns`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import numpy as np
 
 from robustrl.core.errors import RobustRLError
 from robustrl.core.progress import progress
-from robustrl.offline.dataset import OfflineDataset, save_dataset
+from robustrl.data.dataset import OfflineDataset, save_dataset
 
 EVAL_ENV_KWARGS = {"continuing_task": True, "reset_target": False}
 """The evaluation env: a reached goal stays, so the return counts steps at the goal."""
@@ -241,7 +241,7 @@ def generate_dataset(env_id: str, cfg: GenerateConfig | None = None, out: str | 
              "reward_dense": np.exp(-distance).astype(np.float32)}
     refs = reference_returns(env_id, cfg)
     metadata = {
-        "env_id": env_id, "generator": "robustrl.offline.generate (D4RL/Minari PointMaze)",
+        "env_id": env_id, "generator": "robustrl.data.generate (D4RL/Minari PointMaze)",
         "recipe": asdict(cfg), "max_steps_per_goal": goal_limit,
         "reward_type": "dense" if "Dense" in env_id else "sparse", "goal_radius": 0.45,
         "eval_env_kwargs": EVAL_ENV_KWARGS, "num_episodes": int(timeouts.sum() + terminals.sum()),

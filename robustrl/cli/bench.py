@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m robustrl.bench.cli ...`: the same as `robustrl bench ...`."""
+    """`python -m robustrl.cli.bench ...`: the same as `robustrl bench ...`."""
     parser = argparse.ArgumentParser(prog="robustrl bench")
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 # ----------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustrl.offline import cli as offline_cli
+    from robustrl.cli import data as offline_cli
 
     if offline_cli.wants_offline(args):  # --dataset FILE: offline training (iql, td3bc, ...)
         return offline_cli.train(args)
@@ -119,7 +119,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- quickstart
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from robustrl.quickstart import quickstart
+    from robustrl.cli.quickstart import quickstart
 
     quickstart(args.out, steps=args.steps, episodes=args.episodes)
     return 0
@@ -192,14 +192,14 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.set_defaults(func=cmd_quickstart)
 
-    from robustrl.bench import cli as bench_cli
+    from robustrl.cli import bench as bench_cli
 
     p = sub.add_parser("bench", help="run a perturbation benchmark suite, or `bench report DB`",
                        description=bench_cli.__doc__)
     bench_cli.add_arguments(p)
     p.set_defaults(func=bench_cli.run)
 
-    from robustrl.offline import cli as offline_cli
+    from robustrl.cli import data as offline_cli
 
     p = sub.add_parser("data", help="generate or inspect offline datasets",
                        description=offline_cli.__doc__,
@@ -210,7 +210,7 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("reward", help="train / evaluate preference reward models",
                        description="Preference-based reward models for text and RL segments.")
     if reward_commands:
-        from robustrl.reward import cli as reward_cli
+        from robustrl.cli import reward as reward_cli
 
         reward_cli.add_arguments(p)
         p.set_defaults(func=reward_cli.run)

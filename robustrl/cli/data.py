@@ -29,7 +29,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("generate", help="generate a PointMaze dataset (D4RL/Minari recipe)",
                        description="Generate a PointMaze dataset: Q-iteration waypoint planner, "
                        "PD controller, Gaussian action noise, a new goal when one is reached. "
-                       "Writes a .npz with D4RL key names (robustrl.offline.dataset).")
+                       "Writes a .npz with D4RL key names (robustrl.data.dataset).")
     p.add_argument("env", help="maze env id, e.g. maze/PointMaze_Medium-v3")
     p.add_argument("--steps", type=int, required=True, help="transitions to record")
     p.add_argument("--out", required=True, help="dataset file to write (.npz)")
@@ -52,7 +52,7 @@ def _generate(args: argparse.Namespace) -> int:
     import math
 
     from robustrl.core.config import parse_assignments, replace
-    from robustrl.offline.generate import GenerateConfig, generate_dataset
+    from robustrl.data.generate import GenerateConfig, generate_dataset
 
     overrides = parse_assignments(args.set)
     for key, value in overrides.items():  # TOML writes infinity as `inf`; accept "inf" too
@@ -70,7 +70,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _info(path: str) -> int:
-    from robustrl.offline.dataset import load_dataset
+    from robustrl.data.dataset import load_dataset
 
     data = load_dataset(path)
     m = data.metadata
@@ -97,7 +97,7 @@ def wants_offline(args: argparse.Namespace) -> bool:
     if getattr(args, "dataset", None) is not None or args.agent in OFFLINE_AGENTS:
         return True
     if args.resume:
-        from robustrl.offline.train import is_offline_run
+        from robustrl.train.offline import is_offline_run
 
         return is_offline_run(args.resume)
     return False
@@ -106,7 +106,7 @@ def wants_offline(args: argparse.Namespace) -> bool:
 def train(args: argparse.Namespace) -> int:
     """`robustrl train --agent iql --dataset FILE --steps N --out DIR [--env ID] [--set k=v]`."""
     from robustrl.core.config import parse_assignments
-    from robustrl.offline.train import train_offline
+    from robustrl.train.offline import train_offline
 
     if args.resume:
         if args.agent or args.env or args.set or args.dataset:
@@ -126,7 +126,7 @@ def train(args: argparse.Namespace) -> int:
             if getattr(args, flag, None):
                 raise RobustRLError(f"--{flag.rstrip('s')} does not apply to offline training")
         if args.agent == "iql_tdmpc":
-            from robustrl.offline.tdmpc import train_manager
+            from robustrl.agents.tdmpc import train_manager
 
             manager = train_manager(args.dataset, args.steps, out=args.out, seed=args.seed,
                                     overrides=parse_assignments(args.set))

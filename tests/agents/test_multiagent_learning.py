@@ -2,7 +2,7 @@
 
 Budgets and the numbers they reached are recorded in experiments/results/multiagent.md.
 Both are `slow` (minutes on a shared 2-core machine):
-    pytest -m slow tests/test_multiagent_learning.py -s
+    pytest -m slow tests/agents/test_multiagent_learning.py -s
 """
 
 import numpy as np
@@ -15,7 +15,7 @@ from robustrl.envs import make
 from robustrl.envs.traffic_baselines import evaluate_controller
 from robustrl.train import evaluate
 
-MULTI = {"mappo": "robustrl.agents.mappo:MAPPO", "idqn": "robustrl.agents.dqn:IDQN"}
+MULTI = {"mappo": "robustrl.agents.mappo:MAPPO", "idqn": "robustrl.agents.idqn:IDQN"}
 
 
 @pytest.fixture(autouse=True)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustrl.bench import cli as bench_cli
 from robustrl.bench import load_suite, plan_suite, report, run_suite
 from robustrl.bench import store as bench_store
 from robustrl.bench.store import ResultStore
+from robustrl.cli import bench as bench_cli
 from robustrl.core.errors import RobustRLError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "experiments" / "suites" / "tiny.toml"
 N_CELLS = 4 * 5  # 2 agents × 2 seeds trained runs; clean + 2 perturbations × 2 strengths each
 N_ROWS = N_CELLS * 3
@@ -211,7 +211,7 @@ def test_other_suite_or_locked_db_is_refused(reference, tmp_path, monkeypatch):
 
 def test_sigkill_mid_sweep_then_rerun_gives_the_same_rows(reference, tmp_path):
     db = tmp_path / "results.sqlite"
-    cmd = [sys.executable, "-m", "robustrl.bench.cli", str(TINY), "--workers", "1",
+    cmd = [sys.executable, "-m", "robustrl.cli.bench", str(TINY), "--workers", "1",
            "--out", str(tmp_path)]  # --workers 1: jobs run in the sweep's own process
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 import torch
 
+from robustrl.agents.offline import TransitionSampler, torch_device
 from robustrl.cli import main
 from robustrl.core.errors import RobustRLError
 from robustrl.core.logging import read_metrics
-from robustrl.offline.common import TransitionSampler, torch_device
-from robustrl.offline.dataset import OfflineDataset, load_dataset, save_dataset
-from robustrl.offline.generate import (
+from robustrl.data.dataset import OfflineDataset, load_dataset, save_dataset
+from robustrl.data.generate import (
     EVAL_ENV_KWARGS,
     GenerateConfig,
     GridPlanner,
     generate_dataset,
     rollout_returns,
 )
-from robustrl.offline.train import WORKERS, load_worker, train_offline, worker_class
+from robustrl.train.offline import WORKERS, load_worker, train_offline, worker_class
 
 UMAZE = "maze/PointMaze_UMaze-v3"
 TINY = {"hidden": [32, 32], "batch_size": 64}
@@ -307,7 +307,7 @@ def test_train_offline_writes_a_run(tmp_path, umaze):
 
 
 def test_agent_toml_files_resolve(umaze):
-    from robustrl.offline.train import build_offline_run
+    from robustrl.train.offline import build_offline_run
 
     for name in WORKERS:
         cfg = build_offline_run(name, umaze, 10)
@@ -368,8 +368,8 @@ def test_iql_beats_random_on_umaze(tmp_path):
     result = train_offline(path, "iql", steps=3000, seed=0, show_progress=False,
                            overrides={"hidden": [128, 128], "run.eval_episodes": 20,
                                       "run.eval_every": 3000})
+    from robustrl.data.generate import random_policy
     from robustrl.envs import make
-    from robustrl.offline.generate import random_policy
 
     env = make(UMAZE, **EVAL_ENV_KWARGS)
     rand = rollout_returns(env, random_policy(env, seed=1), 20, seed=10_000)
@@ -393,7 +393,7 @@ MANAGER = {"hidden": [32, 32], "latent_dim": 4, "k": 10, "horizon": 2, "batch_si
 
 
 def test_manager_trains_plans_and_relabels(tmp_path, umaze):
-    from robustrl.offline.tdmpc import AbstractSequences, load_manager, train_manager
+    from robustrl.agents.tdmpc import AbstractSequences, load_manager, train_manager
 
     out = tmp_path / "manager"
     manager = train_manager(umaze, 5, out=out, overrides={**MANAGER, "run.tensorboard": False,

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrl.core.networks import mlp, polyak_update
-from robustrl.offline.common import (
+from robustrl.agents.offline import (
     LOG_STD_MAX,
     LOG_STD_MIN,
     Batch,
@@ -27,6 +26,7 @@ from robustrl.offline.common import (
     TwinQ,
     frozen_copy,
 )
+from robustrl.core.networks import mlp, polyak_update
 
 
 @dataclass

@@ -37,14 +37,14 @@ import torch
 from torch import nn
 
 from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
+from robustrl.agents.offline import GaussianActor, TwinQ, frozen_copy, torch_device
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.networks import mlp, polyak_update
 from robustrl.core.progress import progress
-from robustrl.offline.common import GaussianActor, TwinQ, frozen_copy, torch_device
-from robustrl.offline.dataset import OfflineDataset, load_dataset
+from robustrl.data.dataset import OfflineDataset, load_dataset
 
 
 @dataclass

@@ -8,7 +8,7 @@ import torch
 
 from robustrl import agents as agents_module
 from robustrl.agents import load, make_agent, resolve_config
-from robustrl.agents.meanfield import (
+from robustrl.agents.mfq import (
     MFQ,
     mean_actions,
     neighbour_graph,
@@ -25,7 +25,7 @@ SMALL = {"hidden": (32, 32), "learning_starts": 40, "batch_size": 16, "log_inter
 @pytest.fixture(autouse=True)
 def registered(monkeypatch):
     torch.set_num_threads(1)
-    monkeypatch.setitem(agents_module.AGENTS, "mfq", "robustrl.agents.meanfield:MFQ")
+    monkeypatch.setitem(agents_module.AGENTS, "mfq", "robustrl.agents.mfq:MFQ")
 
 
 def _spread(seed=0, **config):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def python_blocks(heading: str) -> list[str]:

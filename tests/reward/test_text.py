@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from robustrl.cli import reward as cli
+from robustrl.cli.reward import format_report
 from robustrl.core.errors import RobustRLError
-from robustrl.reward import cli
-from robustrl.reward.cli import format_report
 from robustrl.reward.data import (
     detect_format,
     evaluate_pairs,
@@ -32,8 +32,8 @@ from robustrl.reward.models import (
 )
 from robustrl.reward.train import Pairs, TrainConfig, fit_preferences, fit_ratings, item_rewards
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PREFS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "preferences"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PREFS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "preferences"
 
 
 def real(name: str) -> Path:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrl.agents.offline import Batch, OfflineWorker, TwinQ, frozen_copy
 from robustrl.core.networks import mlp, polyak_update
-from robustrl.offline.common import Batch, OfflineWorker, TwinQ, frozen_copy
 
 
 @dataclass

@@ -26,20 +26,20 @@ import tomli_w
 import torch
 
 from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
+from robustrl.agents.offline import OfflineWorker, TransitionSampler, torch_device
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
-from robustrl.offline.common import OfflineWorker, TransitionSampler, torch_device
-from robustrl.offline.dataset import OfflineDataset, load_dataset
-from robustrl.train import read_run_toml
+from robustrl.data.dataset import OfflineDataset, load_dataset
+from robustrl.train.run import read_run_toml
 
 WORKERS: dict[str, str] = {
-    "iql": "robustrl.offline.iql:IQL",
-    "td3bc": "robustrl.offline.td3bc:TD3BC",
-    "awac": "robustrl.offline.awac:AWAC",
-    "cql": "robustrl.offline.cql:CQL",
+    "iql": "robustrl.agents.iql:IQL",
+    "td3bc": "robustrl.agents.td3bc:TD3BC",
+    "awac": "robustrl.agents.awac:AWAC",
+    "cql": "robustrl.agents.cql:CQL",
 }
 """Offline agent name -> "module:Class"."""
 
@@ -190,11 +190,11 @@ def evaluate_worker(worker: OfflineWorker, env_id: str, episodes: int, seed: int
     """Mean return (and success, normalized score when references are known) in the env.
 
     With an IQL-TD-MPC `manager`, the worker acts on [observation, goal, intent]."""
+    from robustrl.data.generate import rollout_returns
     from robustrl.envs import make
-    from robustrl.offline.generate import rollout_returns
 
     if manager is not None:
-        from robustrl.offline.tdmpc import IntentPolicy
+        from robustrl.agents.tdmpc import IntentPolicy
 
         policy = IntentPolicy(manager, worker, use_goal, seed)
     else:
@@ -220,7 +220,7 @@ def _references(data: OfflineDataset, cfg: OfflineRun, env_id: str) -> dict[str,
     if cfg.references:
         return cfg.references
     if env_id.startswith("maze/PointMaze_"):
-        from robustrl.offline.generate import GenerateConfig, reference_returns
+        from robustrl.data.generate import GenerateConfig, reference_returns
 
         refs = reference_returns(env_id, GenerateConfig(ref_episodes=max(cfg.run.eval_episodes,
                                                                          10),
@@ -269,7 +269,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     inputs, next_inputs = data.policy_inputs()
     manager = None
     if r.manager:
-        from robustrl.offline.tdmpc import load_manager
+        from robustrl.agents.tdmpc import load_manager
 
         manager = load_manager(r.manager, device)
         if manager.in_dim != inputs.shape[1]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from robustrl.agents.offline import Batch, GaussianActor, OfflineWorker, TwinQ, frozen_copy
 from robustrl.core.networks import polyak_update
-from robustrl.offline.common import Batch, GaussianActor, OfflineWorker, TwinQ, frozen_copy
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 
 class RunningMeanStd:
@@ -35,7 +36,14 @@ class RunningMeanStd:
     def std(self) -> np.ndarray:
         return np.sqrt(self.var + self.eps)
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
+    def normalize(self, x: Any) -> Any:
+        """Normalized and clipped: numpy in, float32 numpy out; a torch tensor stays a tensor
+        of its dtype, differentiable (perturbation attacks and ERNIE take gradients through
+        the learners' normalizer)."""
+        if isinstance(x, torch.Tensor):
+            mean = torch.as_tensor(self.mean, dtype=x.dtype)
+            std = torch.as_tensor(self.std, dtype=x.dtype)
+            return ((x - mean) / std).clamp(-self.clip, self.clip)
         return np.clip((x - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
@@ -76,8 +84,6 @@ class FixedNormalizer:
             if self.clip is not None:
                 out = np.clip(out, -self.clip, self.clip)
             return out.astype(np.float32)
-        import torch
-
         if x.device not in self._torch:
             self._torch[x.device] = (torch.as_tensor(self.mean, device=x.device),
                                      torch.as_tensor(self.std, device=x.device))

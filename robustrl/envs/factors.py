@@ -14,7 +14,7 @@ import gymnasium as gym
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import BaseParallelWrapper
 
-from robustrl.envs.registry import EnvSpec, Factor
+from robustrl.envs.specs import EnvSpec, Factor
 
 KEY = "reward_factors"
 
@@ -58,7 +58,8 @@ class ParallelRewardFactors(BaseParallelWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
-def attach_factors(env: Any, spec: EnvSpec):
+def attach_factors(env: Any, spec: EnvSpec) -> RewardFactors | ParallelRewardFactors:
+    """The outermost layer of every env `make` returns (the one `specs.mark` labels)."""
     if isinstance(env, ParallelEnv):
         return ParallelRewardFactors(env, spec.factors)
     return RewardFactors(env, spec.factors)

@@ -31,7 +31,8 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from robustrl.core.errors import RobustRLError
-from robustrl.envs.traffic import TrafficConfig, TrafficCore
+from robustrl.envs.traffic_config import TrafficConfig
+from robustrl.envs.traffic_core import TrafficCore, open_env
 
 
 def hybrid_action_space(n_phases: int, low: float, high: float) -> spaces.Tuple:
@@ -204,10 +205,15 @@ class HybridTrafficParallelEnv(ParallelEnv):
         self.core.close()
 
 
-def make_hybrid_traffic(**kwargs: Any) -> HybridTrafficEnv | HybridTrafficParallelEnv:
-    """Entry point of the `hybrid/traffic-*` ids: keyword arguments are `TrafficConfig`'s."""
-    core = TrafficCore(TrafficConfig.from_kwargs(kwargs))
-    single = core.config.single_agent
+def make_hybrid_traffic(**kwargs: Any) -> Any:
+    """Entry point of the `hybrid/traffic-*` ids: keyword arguments are `TrafficConfig`'s. In
+    this process when its simulation is free, else in a worker (see `robustrl.envs.traffic`)."""
+    return open_env(_build, kwargs)
+
+
+def _build(config: TrafficConfig) -> HybridTrafficEnv | HybridTrafficParallelEnv:
+    core = TrafficCore(config)
+    single = config.single_agent
     if single is None:
         single = len(core.ts_ids) == 1
     if single and len(core.ts_ids) > 1:

@@ -13,57 +13,16 @@ import importlib
 import inspect
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from functools import partial
+from typing import Any
 
 import gymnasium as gym
 
 from robustrl.core.errors import RobustRLError
 from robustrl.core.paths import spec_dir
-
-Kind = Literal["single", "multi"]
-
-
-@dataclass(frozen=True)
-class Factor:
-    """A named reward factor an env reports in `info["reward_factors"]` on every step."""
-
-    name: str
-    direction: Literal["higher", "lower"] = "higher"
-    """Which way is better: HERON and the reports compare factors with this sign."""
-    description: str = ""
-    source: str | None = None
-    """Info key the value is read from (times `scale`); None when the env computes it."""
-    scale: float = 1.0
-
-    @property
-    def sign(self) -> float:
-        return 1.0 if self.direction == "higher" else -1.0
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """Everything the suite knows about an id before making it."""
-
-    id: str
-    entry_point: str | Callable[..., Any]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    kind: Kind | None = None
-    """single: Gymnasium env; multi: PettingZoo ParallelEnv; None: found out when made."""
-    factors: tuple[Factor, ...] = ()
-    ranking: tuple[str, ...] = ()
-    """Factor names, most important first (HERON's default ranking)."""
-    description: str = ""
-    observation_space: str = ""
-    """str() of the (per-agent) observation space, checked against the real env by the tests."""
-    action_space: str = ""
-    extra: str = ""
-    """The pip extra or package to install when the entry point's import fails."""
-
-    @property
-    def family(self) -> str:
-        return self.id.split("/", 1)[0]
-
+from robustrl.envs.factors import attach_factors
+from robustrl.envs.specs import EnvSpec, Factor, Kind, mark
+from robustrl.envs.worker import SubprocessEnv, SubprocessParallelEnv, spawn
 
 _REGISTRY: dict[str, EnvSpec] = {}
 # Families whose ids are not enumerated: any name after the prefix is passed to the factory.
@@ -221,10 +180,11 @@ def make(env_id: str, **kwargs: Any):
     """Make the env registered as `env_id`; `kwargs` override the spec's defaults.
 
     Returns a Gymnasium `Env` (single-agent ids) or a PettingZoo `ParallelEnv` (multi-agent
-    ids) whose step info carries `reward_factors`.
+    ids) whose step info carries `reward_factors`, and which carries its id and `kwargs`
+    (`robustrl.envs.identity`) so that an agent handed the env can make more like it. A
+    traffic id runs in a worker process when this process's simulation is taken (see
+    `robustrl.envs.traffic`).
     """
-    from robustrl.envs.factors import attach_factors
-
     env_spec = spec(env_id)
     fn = _resolve(env_spec.entry_point, env_spec)
     merged = {**env_spec.kwargs, **kwargs}
@@ -235,4 +195,27 @@ def make(env_id: str, **kwargs: Any):
         if "argument" in str(e):
             raise RobustRLError(f"{env_id}: invalid arguments {sorted(kwargs)}: {e}") from None
         raise
-    return attach_factors(env, env_spec)
+    return mark(attach_factors(env, env_spec), env_id, kwargs)
+
+
+def make_subprocess(env_id: str, *, context: str = "spawn",
+                    **kwargs: Any) -> SubprocessEnv | SubprocessParallelEnv:
+    """`make(env_id, **kwargs)` in a child process, behind a proxy with the same API (and the
+    same identity); for running envs side by side, e.g. to step them concurrently."""
+    spec(env_id)  # an unknown id fails here, not in the child
+    return mark(spawn(partial(make, env_id, **kwargs), env_id, context), env_id, kwargs)
+
+
+def make_vec(env_id: str, num_envs: int, *, context: str = "spawn",
+             **kwargs: Any) -> gym.vector.AsyncVectorEnv:
+    """`num_envs` copies of a single-agent id, each in its own process: gymnasium's
+    AsyncVectorEnv is enough for that, given the 'spawn' start method (a forked child would
+    inherit the parent's libsumo state)."""
+    if num_envs < 1:
+        raise RobustRLError(f"num_envs must be >= 1, got {num_envs}")
+    single_agent = kwargs.get("single_agent")
+    if (spec(env_id).kind == "multi" and not single_agent) or single_agent is False:
+        raise RobustRLError(f"make_vec needs a single-agent env and {env_id} is multi-agent; "
+                            "use make_subprocess once per env (or single_agent=True)")
+    fns = [partial(make, env_id, **kwargs) for _ in range(num_envs)]
+    return gym.vector.AsyncVectorEnv(fns, context=context)

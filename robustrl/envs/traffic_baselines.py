@@ -22,15 +22,22 @@ from typing import Any
 import numpy as np
 
 from robustrl.core.errors import RobustRLError
+from robustrl.envs.registry import make
+from robustrl.envs.worker import find_worker
 
 
 def traffic_core(env: Any) -> Any:
     """The `TrafficCore` behind a traffic env (through wrappers), or a one-line error."""
     core = getattr(getattr(env, "unwrapped", env), "core", None)
-    if core is None or not hasattr(core, "phase_pressures"):
-        raise RobustRLError("traffic controllers need an env made by robustrl.envs.make('traffic/"
-                            "...') in this process (not a subprocess proxy)")
-    return core
+    if core is not None and hasattr(core, "phase_pressures"):
+        return core
+    if find_worker(env) is not None:
+        raise RobustRLError("traffic controllers need the simulation in this process and this "
+                            "env runs in a worker (another traffic env was alive when it was "
+                            "made); close that one first, or use evaluate_controller(..., "
+                            "in_subprocess=True)")
+    raise RobustRLError("traffic controllers need an env made by robustrl.envs.make('traffic/"
+                        "...')")
 
 
 class _Controller:
@@ -132,8 +139,6 @@ def evaluate_controller(env_id: str, controller: str | Callable[..., Any] = "max
             return pool.submit(evaluate_controller, env_id, controller, episodes=episodes,
                                seed=seed, controller_kwargs=controller_kwargs,
                                **env_kwargs).result()
-    from robustrl.envs import make
-
     if episodes < 1:
         raise RobustRLError(f"episodes must be >= 1, got {episodes}")
     env = make(env_id, **env_kwargs)

@@ -206,3 +206,15 @@ def test_missing_mpe2_names_the_package(monkeypatch):
     monkeypatch.delitem(sys.modules, "robustrl.envs.mpe", raising=False)
     with pytest.raises(RobustRLError, match="pip install 'mpe2'"):
         envs.make(FAST_ID)
+
+
+def test_identity_of_a_parallel_env_through_wrappers():
+    from pettingzoo.utils import BaseParallelWrapper
+
+    env = envs.make(FAST_ID, N=2)
+    assert envs.identity(env) == (FAST_ID, {"N": 2})
+    assert envs.identity(BaseParallelWrapper(BaseParallelWrapper(env))) == (FAST_ID, {"N": 2})
+    from robustrl.perturb import apply
+
+    assert envs.identity(apply(env, "obs-gaussian:0.1")) == (FAST_ID, {"N": 2})
+    assert envs.identity(env.unwrapped) is None  # below make's outermost layer: not marked

@@ -115,3 +115,73 @@ def test_register_user_env():
         envs.make("custom/Corridor-v0", width=2)
     with pytest.raises(RobustRLError, match="family prefix"):
         envs.register("Corridor-v0", Corridor)
+
+
+# -- identity: an env made by `make` carries its id and the kwargs it was given -------------------
+
+
+def test_identity_of_made_envs_through_wrappers():
+    env = envs.make("gym/Pendulum-v1", max_episode_steps=50)
+    made_as = ("gym/Pendulum-v1", {"max_episode_steps": 50})
+    assert envs.identity(env) == made_as
+    wrapped = gym.wrappers.ClipAction(gym.wrappers.RecordEpisodeStatistics(env))
+    assert envs.identity(wrapped) == made_as
+    envs.identity(wrapped)[1]["max_episode_steps"] = 1  # a copy: the env keeps its own
+    assert envs.identity(env) == made_as
+    assert envs.identity(envs.make("mujoco/Hopper-v5")) == ("mujoco/Hopper-v5", {})
+    envs.register("custom/Corridor-v1", Corridor, length=3.0)
+    assert envs.identity(envs.make("custom/Corridor-v1", length=2.0)) == (
+        "custom/Corridor-v1", {"length": 2.0})
+
+
+def test_identity_is_none_for_envs_make_did_not_return():
+    assert envs.identity(gym.make("Pendulum-v1")) is None
+    assert envs.identity(Corridor()) is None
+    assert envs.identity(gym.wrappers.ClipAction(gym.make("Pendulum-v1"))) is None
+
+
+def test_identity_through_a_forwarding_wrapper():
+    class Forwarding:  # like robustrl's reward wrappers: `.env`, everything else forwarded
+        def __init__(self, env):
+            self.env = env
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+    env = envs.make("gym/Pendulum-v1")
+    assert envs.identity(Forwarding(Forwarding(env))) == ("gym/Pendulum-v1", {})
+    assert envs.identity(Forwarding(gym.make("Pendulum-v1"))) is None
+
+
+def test_envs_modules_do_not_import_each_other():
+    """No cycle among robustrl.envs modules, counting imports inside functions too (the
+    package `robustrl.envs` is its `__init__`)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(envs.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        name = "robustrl.envs" if path.stem == "__init__" else f"robustrl.envs.{path.stem}"
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = {m for m in found if m.startswith("robustrl.envs")}
+    for name in graph:
+        graph[name] &= set(graph)
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join([*trail, node, nxt])}"
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])

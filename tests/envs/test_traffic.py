@@ -1,9 +1,11 @@
 """Traffic signals on SUMO (sumo-rl + libsumo): Gymnasium/PettingZoo conformance, spaces as the
-TOML declares, seeding, reward factors, one-simulation-per-process handling, subprocess workers,
-baseline controllers and the hybrid (phase + duration) task. Skipped without SUMO."""
+TOML declares, seeding, reward factors, one-simulation-per-process handling (a second env runs
+in a worker process; closing or dropping the first frees the simulation), identity, subprocess
+workers, baseline controllers and the hybrid (phase + duration) task. Skipped without SUMO."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import multiprocessing as mp
 import os
@@ -19,13 +21,15 @@ from gymnasium.utils.env_checker import check_env
 import robustrl
 from robustrl import envs
 from robustrl.core.errors import RobustRLError
-from robustrl.envs.traffic import FACTORS
+from robustrl.envs import make_subprocess, make_vec
+from robustrl.envs.traffic import TrafficParallelEnv, neighbours
 from robustrl.envs.traffic_baselines import (
     FixedTimeController,
     MaxPressureController,
     evaluate_controller,
 )
-from robustrl.envs.traffic_worker import make_subprocess, make_vec
+from robustrl.envs.traffic_core import FACTORS
+from robustrl.envs.worker import find_worker
 
 with warnings.catch_warnings():  # pettingzoo.test imports its own deprecated creation API
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -199,26 +203,109 @@ def test_emergency_stops_counted():
 # -- one simulation per process, close ---------------------------------------------------------
 
 
-def test_close_frees_the_simulation():
+def _in_process(env) -> bool:
+    return find_worker(env) is None
+
+
+def test_second_env_runs_in_a_worker_and_close_frees_the_simulation():
     import traci
 
     env = envs.make("traffic/single-intersection", num_seconds=SHORT)
+    assert _in_process(env)
     env.reset(seed=0)
     env.step(0)
-    with pytest.raises(RobustRLError, match="one simulation per process"):
-        envs.make("traffic/2x2grid", num_seconds=SHORT)
+    other = envs.make("traffic/2x2grid", num_seconds=SHORT)  # the simulation is taken: a worker
+    try:
+        assert not _in_process(other) and other.process.is_alive()
+        assert envs.identity(other) == ("traffic/2x2grid", {"num_seconds": SHORT})
+    finally:
+        other.close()
     env.close()
     env.close()  # twice is fine
     assert not traci.isLoaded()
     other = envs.make("traffic/2x2grid", num_seconds=SHORT)
     try:
+        assert _in_process(other)  # closing the first freed the simulation
         other.reset(seed=0)
         assert traci.isLoaded()
         with pytest.raises(RobustRLError, match="one simulation per process"):
             env.reset(seed=0)  # the closed env cannot take the simulation over
+        with pytest.raises(RobustRLError, match="one simulation per process") as err:
+            TrafficParallelEnv(net_file="2x2grid/2x2.net.xml",
+                               route_file="2x2grid/2x2.rou.xml")  # built directly: no worker
+        assert "\n" not in str(err.value)
     finally:
         other.close()
     assert not traci.isLoaded()
+
+
+def test_dropping_an_env_frees_the_simulation():
+    env = envs.make("traffic/2x2grid", num_seconds=SHORT)
+    env.reset(seed=0)
+    del env  # never closed: dropping the last reference stops its simulation
+    gc.collect()
+    again = envs.make("hybrid/traffic-single-intersection", num_seconds=SHORT)
+    try:
+        assert _in_process(again)
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("second", ["traffic/2x2grid", "traffic/single-intersection",
+                                    "hybrid/traffic-single-intersection"])
+def test_two_envs_from_make_step_side_by_side(second):
+    first = envs.make("traffic/2x2grid", num_seconds=SHORT)
+    remote = envs.make(second, num_seconds=SHORT)
+    try:
+        assert _in_process(first) and not _in_process(remote)
+        spec = envs.spec(second)
+        assert (spec.kind == "multi") == _is_parallel(remote)
+        obs_space = remote.observation_space(remote.possible_agents[0]) if _is_parallel(
+            remote) else remote.observation_space
+        assert str(obs_space) == spec.observation_space
+        first.reset(seed=0)
+        here = _rollout(remote, 5, steps=10)  # steps while the first env's simulation runs
+        first.step({a: first.action_space(a).sample() for a in first.agents})
+        factors = here[1][2] if not _is_parallel(remote) else next(iter(here[1][2].values()))
+        assert set(factors) == set(FACTORS)
+        assert _same(here, _rollout(remote, 5, steps=10))  # seeded, as in-process
+    finally:
+        remote.close()
+        first.close()
+    local = envs.make(second, num_seconds=SHORT)
+    try:
+        assert _in_process(local)
+        assert _same(here, _rollout(local, 5, steps=10))  # the worker changes nothing
+    finally:
+        local.close()
+    assert not mp.active_children()
+
+
+def test_identity_of_traffic_envs():
+    env = envs.make("traffic/single-intersection", num_seconds=SHORT, delta_time=10)
+    try:
+        made_as = ("traffic/single-intersection", {"num_seconds": SHORT, "delta_time": 10})
+        assert envs.identity(env) == made_as
+        from robustrl.perturb import apply
+
+        assert envs.identity(apply(env, "obs-gaussian:0.1")) == made_as
+    finally:
+        env.close()
+
+
+def test_neighbours_and_controllers_of_a_worker_env():
+    first = envs.make("traffic/single-intersection", num_seconds=SHORT)
+    grid = envs.make("traffic/2x2grid", num_seconds=SHORT)
+    try:
+        assert not _in_process(grid)
+        assert neighbours(grid) == {"1": ["2", "5"], "2": ["1", "6"], "5": ["1", "6"],
+                                    "6": ["2", "5"]}
+        with pytest.raises(RobustRLError, match="close that one first") as err:
+            MaxPressureController(grid)
+        assert "\n" not in str(err.value)
+    finally:
+        grid.close()
+        first.close()
 
 
 def test_two_envs_at_once_in_subprocesses():
@@ -233,6 +320,7 @@ def test_two_envs_at_once_in_subprocesses():
         assert obs.shape == (2, 11) and reward.shape == (2,)
         assert info["reward_factors"]["queue_length"].shape == (2,)
         assert grid.call("state").shape == (84,)
+        assert envs.identity(grid) == ("traffic/2x2grid", {"num_seconds": SHORT})
     finally:
         vec.close()
         grid.close()

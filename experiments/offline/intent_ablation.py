@@ -57,7 +57,7 @@ def make_manager(data: str, steps: int, seed: int, k: int, out: str,
                  overrides: dict[str, Any]) -> str:
     import torch
 
-    from robustrl.agents.tdmpc import train_manager
+    from robustrl.train.manager import train_manager
 
     torch.set_num_threads(1)
     if not (Path(out) / "manager.pt").exists():

@@ -1,4 +1,8 @@
-"""Agents: `make_agent(name, env, **config)` and `load(path)`.
+"""Agents: the one registry of learners, `make_agent(name, env, **config)` and `load(path)`.
+
+Registry name = module name = `agents/<name>.toml` name. Every learner class declares its
+`capabilities` (robustrl.agents.base.Capabilities); `capability_rows` is the table
+`robustrl agents` prints.
 
 Hyperparameter defaults come from the dataclass of each algorithm, then from
 `agents/<name>.toml` (section `defaults`, then a family glob like `"mujoco/*"`, then the exact
@@ -12,29 +16,59 @@ import importlib
 import tomllib
 from typing import Any
 
-from robustrl.agents.base import Agent, EnvLike, read_checkpoint
+from robustrl.agents.base import Agent, Capabilities, EnvLike, read_checkpoint
 from robustrl.core.config import from_dict, replace
 from robustrl.core.errors import RobustRLError
 from robustrl.core.paths import spec_dir
+from robustrl.envs import identity
 
 AGENTS: dict[str, str] = {
     "sac": "robustrl.agents.sac:SAC",
     "ppo": "robustrl.agents.ppo:PPO",
     "hybrid_sac": "robustrl.agents.hybrid_sac:HybridSAC",
     "mappo": "robustrl.agents.mappo:MAPPO",
-    "ippo": "robustrl.agents.mappo:IPPO",
+    "ippo": "robustrl.agents.ippo:IPPO",
     "maddpg": "robustrl.agents.maddpg:MADDPG",
     "idqn": "robustrl.agents.idqn:IDQN",
     "mfq": "robustrl.agents.mfq:MFQ",
+    "iql": "robustrl.agents.iql:IQL",
+    "td3bc": "robustrl.agents.td3bc:TD3BC",
+    "awac": "robustrl.agents.awac:AWAC",
+    "cql": "robustrl.agents.cql:CQL",
+    "tdmpc": "robustrl.agents.tdmpc:IQLTDMPC",
 }
-"""Agent name -> "module:Class"; a module is imported only when its agent is used."""
+"""Learner name -> "module:Class" (online agents, offline workers, the IQL-TD-MPC manager); a
+module is imported only when its learner is used."""
 
 
-def agent_class(name: str) -> type[Agent]:
+def agent_class(name: str) -> type[Any]:
+    """The learner class registered as `name` (an `Agent` subclass for online learners)."""
     if name not in AGENTS:
         raise RobustRLError(f"unknown agent '{name}'; available: {', '.join(sorted(AGENTS))}")
     module, _, attr = AGENTS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def capabilities(name: str) -> Capabilities:
+    return agent_class(name).capabilities
+
+
+def capability_rows() -> list[dict[str, str]]:
+    """One row per registered learner, for `robustrl agents`: what it supports, and the first
+    line of its class docstring as a summary."""
+    yes = {True: "yes", False: "-"}
+    rows = []
+    for name in AGENTS:
+        cls = agent_class(name)
+        caps: Capabilities = cls.capabilities
+        rows.append({
+            "agent": name, "agents": caps.agents, "learning": caps.learning,
+            "actions": ", ".join(t.__name__ for t in caps.action_spaces),
+            "ernie": yes[caps.ernie], "relabel": yes[caps.relabel],
+            "learned reward": yes[caps.learned_reward], "gpu": yes[caps.gpu],
+            "summary": (cls.__doc__ or "").strip().split("\n")[0],
+        })
+    return rows
 
 
 def hyperparameters(name: str, env_id: str | None) -> dict[str, Any]:
@@ -62,8 +96,13 @@ def resolve_config(name: str, env_id: str | None, overrides: dict[str, Any] | No
 
 def make_agent(name: str, env: EnvLike, seed: int = 0, env_kwargs: dict[str, Any] | None = None,
                **config: Any) -> Agent:
-    """Build agent `name` for `env` (an env id, a gymnasium.Env, or a factory)."""
-    env_id = env if isinstance(env, str) else None
+    """Build agent `name` for `env` (an env id, an env instance, or a factory).
+
+    The config comes from `agents/<name>.toml` for the env's id: the id given, or the one an
+    instance made by `robustrl.envs.make` carries; a factory or a user's own env gets the
+    dataclass defaults (plus `config`)."""
+    made = None if isinstance(env, str) or callable(env) else identity(env)
+    env_id = env if isinstance(env, str) else made[0] if made is not None else None
     return agent_class(name)(env, resolve_config(name, env_id, config), seed=seed,
                              env_kwargs=env_kwargs)
 
@@ -81,4 +120,5 @@ def load(path, env: EnvLike | None = None) -> Agent:
     return agent
 
 
-__all__ = ["AGENTS", "Agent", "agent_class", "load", "make_agent", "resolve_config"]
+__all__ = ["AGENTS", "Agent", "Capabilities", "agent_class", "capabilities", "capability_rows",
+           "hyperparameters", "load", "make_agent", "resolve_config"]

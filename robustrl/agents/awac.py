@@ -41,6 +41,8 @@ class AWACConfig:
 
 
 class AWAC(OfflineWorker):
+    """Advantage-Weighted Actor-Critic: AWR actor, baseline at the policy's own actions."""
+
     name = "awac"
     Config = AWACConfig
     modules = ("q", "q_target", "actor")

@@ -1,7 +1,14 @@
-"""What every agent shares: env handling, space checks, save/load, the learn-callback contract.
+"""What every agent shares: env handling, space checks, capabilities, save/load, the
+learn-callback contract.
 
 An algorithm file subclasses `Agent` once and fills in `_build`, `learn`, `act`,
 `policy_output` and the state it wants checkpointed; there is no deeper hierarchy.
+
+Envs. `env` is an env id, an env instance or a zero-argument factory. The instance (or the first
+env the id or factory makes) is the agent's first env; every further copy is `env_fn()`:
+`robustrl.envs.make(id, **kwargs)` for an id or an instance `envs.make` made (its identity), the
+factory otherwise. Which copies run in another process (libsumo's one simulation per process)
+is `envs.make`'s business, not the agent's.
 
 Callback contract: `learn(total_steps, callback)` trains until `num_steps == total_steps`
 (so a resumed agent calls it with the same total) and calls `callback(agent, metrics)` every
@@ -11,22 +18,48 @@ log interval; a callback returning False stops training early.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from robustrl.core.config import from_dict, to_dict
+from robustrl.core.checkpoint import load_state, state_of
+from robustrl.core.config import to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
+from robustrl.core.parallel import is_parallel_env
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
+from robustrl.envs import identity, make
 
 Callback = Callable[["Agent", dict[str, float]], bool | None]
 EnvLike = str | gym.Env | Callable[[], gym.Env]
 
 CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a learner supports, declared once per class: the registry's table and the CLI's
+    one-line refusals read it instead of trying and failing deep inside a run."""
+
+    agents: Literal["single", "multi"]
+    """One Gymnasium agent, or a PettingZoo ParallelEnv's agents."""
+    learning: Literal["on-policy", "off-policy", "offline"]
+    action_spaces: tuple[type[gym.Space], ...]
+    """Action space types it handles; anything else is refused with one line."""
+    ernie: bool
+    """Accepts robust.method = ernie (the Lipschitz regularizer of robustrl.robust)."""
+    relabel: bool
+    """Its replay buffer stores env actions, so a learned reward model can recompute the
+    stored rewards (`ReplayBuffer.relabel`)."""
+    learned_reward: bool
+    """Can train on --reward learned / heron / weighted at all."""
+    gpu: bool
+    """Honours run.device = cuda."""
 
 
 def space_name(space: gym.Space) -> str:
@@ -38,79 +71,64 @@ class Agent:
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Action space types this agent handles; anything else is refused with one line."""
+    capabilities: ClassVar[Capabilities]
+    STATE: ClassVar[tuple[str, ...]] = ()
+    """Attributes a checkpoint holds (robustrl.core.checkpoint: networks, optimizers,
+    normalizers, counters; "stats.episodes" reaches into an attribute); the replay buffer is
+    added when saving for resuming."""
 
     def __init__(self, env: EnvLike, config: Any = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):
         self.config = config if config is not None else self.Config()
         self.seed = seed
-        self.env_kwargs = dict(env_kwargs or {})
-        self.env_id = env if isinstance(env, str) else None
         self.rng = seed_everything(seed)
         self.num_steps = 0
-        self.env_fn = self._env_factory(env)
-        probe = env if isinstance(env, gym.Env) else self.env_fn()
-        self.observation_space = probe.observation_space
-        self.action_space = probe.action_space
-        self.check_spaces(self.observation_space, self.action_space)
-        self._probe_env = probe
+        first = self._connect(env, env_kwargs)
+        self.observation_space, self.action_space, self.n_agents = self.spaces_of(first)
+        self._probe_env: Any = first
+        self._read_env(first)
         self._build()
 
     # ----------------------------------------------------------------- environments
-    def _env_factory(self, env: EnvLike) -> Callable[[], gym.Env]:
+    def _connect(self, env: EnvLike, env_kwargs: dict[str, Any] | None) -> Any:
+        """Set `env_id`, `env_kwargs` and `env_fn` from `env`; return the first env."""
         if isinstance(env, str):
-            from robustrl.envs import make
-
-            return lambda: make(env, **self.env_kwargs)
-        if isinstance(env, gym.Env):
-            used = [True]  # the instance itself already serves as the first copy
-
-            def single_instance() -> gym.Env:
-                if used:
-                    raise RobustRLError(f"{self.name} needs several env copies; pass an env id "
-                                        "or a factory (lambda: MyEnv()) instead of an instance")
-                used.append(True)
-                return env
-
-            return single_instance
+            self.env_id, self.env_kwargs = env, dict(env_kwargs or {})
+            self.env_fn = partial(make, env, **self.env_kwargs)
+            return self.env_fn()
         if callable(env):
-            return env
-        raise RobustRLError(f"env must be an env id, a gymnasium.Env or a factory, got {env!r}")
+            first = env()
+            self.env_fn = env
+        elif isinstance(env, gym.Env) or is_parallel_env(env) or hasattr(env, "step"):
+            first = env
+            self.env_fn = self._no_copies
+        else:
+            raise RobustRLError(
+                f"env must be an env id, a gymnasium.Env, a PettingZoo ParallelEnv or a "
+                f"factory, got {env!r}")
+        made = identity(first)
+        self.env_id, self.env_kwargs = made if made is not None else (None, dict(env_kwargs or {}))
+        if made is not None and not callable(env):
+            self.env_fn = partial(make, self.env_id, **self.env_kwargs)
+        return first
 
-    def take_env(self) -> gym.Env:
-        """The env made while probing spaces, handed over once so it is not made twice."""
+    def _no_copies(self) -> Any:
+        raise RobustRLError(f"{self.name} needs several env copies; pass an env id, an env made "
+                            "by robustrl.envs.make, or a factory (lambda: MyEnv()) instead of an "
+                            "instance")
+
+    def _read_env(self, env: Any) -> None:
+        """Hook: what a learner reads from its first env beyond the spaces (agent names)."""
+
+    def take_env(self) -> Any:
+        """The first env (made while probing spaces), handed over once so it is not made
+        twice; later calls make a new copy."""
         env, self._probe_env = self._probe_env, None
         return env if env is not None else self.env_fn()
 
-    @property
-    def in_process_only(self) -> bool:
-        """libsumo runs one simulation per process: other traffic copies go to subprocesses."""
-        return bool(self.env_id) and (self.env_id.startswith(("traffic/", "hybrid/traffic-")))
-
-    def make_extra_env(self) -> Any:
-        """A further env copy (another process for traffic ids)."""
-        if self.in_process_only:
-            from robustrl.envs.traffic_worker import make_subprocess
-
-            return make_subprocess(self.env_id, **self.env_kwargs)
-        return self.env_fn()
-
-    def make_eval_env(self) -> Any:
-        """The env `robustrl.train.evaluate` uses: in this process when it can be (dynamics
-        perturbations need the simulation at hand), a subprocess one if this process's traffic
-        simulation is taken (by this agent's training env or any other)."""
-        if self.in_process_only and self._probe_env is None:
-            from robustrl.envs.traffic import _RUNNING
-
-            owner = _RUNNING() if _RUNNING is not None else None
-            if owner is not None and owner.running:
-                return self.make_extra_env()
-        return self.take_env()
-
     def close(self) -> None:
-        """Close the envs this agent made (training copies, the probe); `act` still works and
-        `learn` makes new envs and starts new episodes. Frees e.g. this process's libsumo
+        """Close the envs this agent made (training copies, the first env); `act` still works
+        and `learn` makes new envs and starts new episodes. Frees e.g. this process's libsumo
         simulation."""
         for name in ("envs", "env", "_probe_env"):
             env = getattr(self, name, None)
@@ -121,12 +139,24 @@ class Agent:
             self.obs = None
 
     @classmethod
-    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
-        if not isinstance(action_space, cls.action_spaces):
-            supported = ", ".join(t.__name__ for t in cls.action_spaces)
+    def spaces_of(cls, env: Any) -> tuple[gym.Space, gym.Space, int]:
+        """(observation space, action space, number of agents) this learner uses for `env`;
+        raises its one-line refusal when it cannot handle them."""
+        if is_parallel_env(env):
             raise RobustRLError(
-                f"{cls.name} cannot handle action space {action_space}; it supports {supported}"
-                f" (`robustrl train --help` lists the agents)")
+                f"{cls.name} is a single-agent learner and {type(env).__name__} a PettingZoo "
+                "ParallelEnv; use a multi-agent learner (`robustrl agents` lists them)")
+        cls.check_spaces(env.observation_space, env.action_space)
+        return env.observation_space, env.action_space, 1
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        supported = cls.capabilities.action_spaces
+        if not isinstance(action_space, supported):
+            names = ", ".join(t.__name__ for t in supported)
+            raise RobustRLError(
+                f"{cls.name} cannot handle action space {action_space}; it supports {names}"
+                f" (`robustrl agents` lists what each agent supports)")
         if not isinstance(observation_space, gym.spaces.Box):
             raise RobustRLError(
                 f"{cls.name} needs a Box observation space, got {space_name(observation_space)};"
@@ -164,11 +194,16 @@ class Agent:
         """
         return None
 
+    def state_names(self) -> tuple[str, ...]:
+        """`STATE`, or what this instance's config adds to it."""
+        return self.STATE
+
     def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        raise NotImplementedError
+        buffer = ("buffer",) if include_buffer and hasattr(self, "buffer") else ()
+        return state_of(self, self.state_names() + buffer)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        load_state(self, state, self.state_names(), optional=("buffer",))
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path, include_buffer: bool = False) -> None:
@@ -209,8 +244,4 @@ def read_checkpoint(path: str | Path, kind: str | None = None,
             or (kind is not None and checkpoint.get("kind") != kind)):
         raise RobustRLError(f"{path} is not a robustrl {kind or 'agent'} checkpoint")
     return checkpoint
-
-
-def config_from_checkpoint(cls: type[Agent], checkpoint: dict[str, Any]):
-    return from_dict(cls.Config, checkpoint["config"])
 

@@ -26,15 +26,17 @@ from robustrl.agents.offline import (
     TwinQ,
     frozen_copy,
 )
+from robustrl.core.distributions import squashed_gaussian_log_prob
 from robustrl.core.networks import mlp, polyak_update
 
 
 @dataclass
 class CQLConfig:
-    actor_lr: float = 1e-4
-    """Adam learning rate of the actor (and of the entropy temperature)."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the critics."""
+    lr: float = 3e-4
+    """Adam learning rate of the critics (and of the actor unless `actor_lr` is set)."""
+    actor_lr: float | None = None
+    """Adam learning rate of the actor and the entropy temperature (None: `lr`; CORL's 1e-4
+    is set in agents/cql.toml)."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden layer sizes of the actor and the critics."""
     gamma: float = 0.99
@@ -64,27 +66,30 @@ class TanhGaussianActor(nn.Module):
         super().__init__()
         self.net = mlp(obs_dim, hidden, 2 * act_dim)
 
-    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+    def params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, clamped log std) of u."""
         mean, log_std = self.net(obs).chunk(2, -1)
-        return torch.distributions.Normal(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp())
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = self.dist(obs)
-        u = d.rsample()
-        log_prob = d.log_prob(u).sum(-1) - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)
-        return torch.tanh(u), log_prob
+        mean, log_std = self.params(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u), squashed_gaussian_log_prob(u, mean, log_std)
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        a = actions.clamp(-1 + 1e-5, 1 - 1e-5)
-        u = torch.atanh(a)
-        return self.dist(obs).log_prob(u).sum(-1) - torch.log1p(-a.pow(2)).sum(-1)
+        """Log-density of given actions: clamped inside (-1, 1) so that atanh stays finite."""
+        u = torch.atanh(actions.clamp(-1 + 1e-5, 1 - 1e-5))
+        return squashed_gaussian_log_prob(u, *self.params(obs))
 
 
 class CQL(OfflineWorker):
+    """Conservative Q-Learning on SAC: Q pushed down off the data's actions."""
+
     name = "cql"
     Config = CQLConfig
     modules = ("q", "q_target", "actor")
     optimizers = ("q_opt", "actor_opt", "alpha_opt")
+    tensors = ("log_alpha",)
 
     def _build(self) -> None:
         c = self.config
@@ -93,9 +98,10 @@ class CQL(OfflineWorker):
         self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, c.hidden)
         self.log_alpha = torch.zeros(1, requires_grad=True, device=self.device)
         self.target_entropy = -float(self.act_dim)
-        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.critic_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.actor_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=c.actor_lr)
+        actor_lr = c.actor_lr if c.actor_lr is not None else c.lr
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=actor_lr)
 
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
@@ -151,13 +157,5 @@ class CQL(OfflineWorker):
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:
-            return torch.tanh(self.actor.dist(obs).mean)
+            return torch.tanh(self.actor.params(obs)[0])
         return self.actor.sample(obs)[0]
-
-    def _extra_state(self) -> dict:
-        return {"log_alpha": self.log_alpha.detach().clone()}
-
-    def _load_extra_state(self, state: dict) -> None:
-        if "log_alpha" in state:
-            with torch.no_grad():
-                self.log_alpha.copy_(state["log_alpha"])

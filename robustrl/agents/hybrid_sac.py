@@ -40,29 +40,28 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from robustrl.agents.base import Agent, Callback
+from robustrl.agents.base import Agent, Callback, Capabilities
 from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.distributions import squashed_gaussian_log_prob
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import EnsembleMLP, mlp, polyak_update
-
-SUPPORTED = ("Box, Discrete, MultiDiscrete, a Dict/Tuple of those (independent parts), or "
-             "parameterized Tuple(Discrete(K), Tuple(Box_1, ..., Box_K))")
-LOG_2PI = math.log(2 * math.pi)
+from robustrl.core.spaces import HybridLayout
 
 
 @dataclass
 class HybridSACConfig:
-    actor_lr: float = 3e-4
-    """Adam learning rate of the policy (discrete and continuous heads share a torso)."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics."""
-    alpha_lr: float = 3e-4
-    """Adam learning rate of both log-temperatures."""
+    lr: float = 3e-4
+    """Adam learning rate of policy, critics and temperatures (unless overridden below)."""
+    actor_lr: float | None = None
+    """The policy's own learning rate (discrete and continuous heads share a torso); None: lr."""
+    critic_lr: float | None = None
+    """The twin critics' own learning rate; None: lr."""
+    alpha_lr: float | None = None
+    """Both log-temperatures' own learning rate; None: lr."""
     gamma: float = 0.99
     """Discount factor."""
     tau: float = 0.005
@@ -101,158 +100,11 @@ class HybridSACConfig:
     """Env steps between metrics reported to the callback."""
 
 
-# --------------------------------------------------------------------------- action layout
-class ActionLayout:
-    """How an env action maps to (joint discrete index, normalized continuous vector) and back.
-
-    Leaves are walked in the space's order; `kind` is 'box', 'discrete', 'hybrid' (independent
-    parts) or 'parameterized'.
-    """
-
-    def __init__(self, space: gym.Space):
-        self.space = space
-        self.discrete_sizes: list[int] = []  # K_j per discrete component
-        self.discrete_starts: list[int] = []
-        self.low: list[np.ndarray] = []  # per Box leaf, flattened
-        self.high: list[np.ndarray] = []
-        self.parameterized = _is_parameterized(space)
-        if self.parameterized:
-            self._add(space[0])
-            for box in space[1]:
-                self._add(box)
-        elif isinstance(space, (spaces.Dict, spaces.Tuple)):
-            subspaces = space.spaces.values() if isinstance(space, spaces.Dict) else space.spaces
-            if len(subspaces) == 0:
-                raise RobustRLError(f"hybrid_sac cannot handle the empty action space {space}")
-            for sub in subspaces:
-                if not isinstance(sub, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete)):
-                    raise _refusal(space)
-                self._add(sub)
-        else:
-            self._add(space)
-        self.box_dims = [len(low) for low in self.low]
-        self.cont_dim = int(sum(self.box_dims))
-        self.n_joint = int(np.prod(self.discrete_sizes)) if self.discrete_sizes else 1
-        if self.parameterized:
-            self.kind = "parameterized"
-        elif self.discrete_sizes and self.cont_dim:
-            self.kind = "hybrid"
-        else:
-            self.kind = "discrete" if self.discrete_sizes else "box"
-        low = np.concatenate(self.low) if self.low else np.zeros(0)
-        high = np.concatenate(self.high) if self.high else np.zeros(0)
-        self.center, self.scale = (high + low) / 2, (high - low) / 2
-        # P[d, k] = 1 when continuous dim d is a parameter of joint discrete action k.
-        P = np.ones((self.cont_dim, self.n_joint), np.float32)
-        if self.parameterized:
-            P[:] = 0.0
-            offsets = np.cumsum([0, *self.box_dims])
-            for k in range(self.n_joint):
-                P[offsets[k]:offsets[k + 1], k] = 1.0
-        self.param_matrix = P
-        # joint index k -> value of each discrete component (row-major, as np.ravel_multi_index).
-        self.joint_table = (np.stack(np.unravel_index(np.arange(self.n_joint),
-                                                      self.discrete_sizes), 1)
-                            if self.discrete_sizes else np.zeros((1, 0), np.int64))
-
-    def _add(self, sub: gym.Space) -> None:
-        if isinstance(sub, spaces.Discrete):
-            self.discrete_sizes.append(int(sub.n))
-            self.discrete_starts.append(int(sub.start))
-        elif isinstance(sub, spaces.MultiDiscrete):
-            if sub.nvec.ndim != 1:
-                raise RobustRLError(f"hybrid_sac needs a 1-D MultiDiscrete, got shape "
-                                    f"{sub.nvec.shape}; flatten it")
-            start = getattr(sub, "start", np.zeros_like(sub.nvec))
-            self.discrete_sizes += [int(n) for n in sub.nvec]
-            self.discrete_starts += [int(s) for s in start]
-        elif isinstance(sub, spaces.Box):
-            low, high = sub.low.ravel().astype(np.float64), sub.high.ravel().astype(np.float64)
-            if not (np.isfinite(low).all() and np.isfinite(high).all()):
-                raise RobustRLError("hybrid_sac needs bounded Box action parts (finite low/high)")
-            self.low.append(low)
-            self.high.append(high)
-        else:
-            raise _refusal(self.space)
-
-    # ------------------------------------------------------------------ encode / decode
-    def encode(self, action: Any) -> np.ndarray:
-        """Env action -> [joint discrete index, continuous dims in [-1, 1]] (buffer format)."""
-        discrete: list[int] = []
-        cont: list[np.ndarray] = []
-
-        def leaf(sub: gym.Space, a: Any) -> None:
-            if isinstance(sub, spaces.Box):
-                cont.append(np.asarray(a, np.float64).ravel())
-            else:
-                discrete.extend(int(x) for x in np.atleast_1d(a))
-
-        if self.parameterized:
-            leaf(self.space[0], action[0])
-            for sub, a in zip(self.space[1], action[1]):
-                leaf(sub, a)
-        elif isinstance(self.space, spaces.Dict):
-            for key, sub in self.space.spaces.items():
-                leaf(sub, action[key])
-        elif isinstance(self.space, spaces.Tuple):
-            for sub, a in zip(self.space.spaces, action):
-                leaf(sub, a)
-        else:
-            leaf(self.space, action)
-        joint = (np.ravel_multi_index(np.subtract(discrete, self.discrete_starts),
-                                      self.discrete_sizes) if discrete else 0)
-        scale = np.where(self.scale > 0, self.scale, 1.0)
-        c = (np.concatenate([np.zeros(0), *cont]) - self.center) / scale
-        return np.concatenate([[joint], np.clip(c, -1.0, 1.0)]).astype(np.float32)
-
-    def decode(self, joint: int, cont: np.ndarray) -> Any:
-        """(joint discrete index, continuous dims in [-1, 1]) -> the env's action structure."""
-        values = self.joint_table[joint] + np.asarray(self.discrete_starts, np.int64)
-        real = cont.astype(np.float64) * self.scale + self.center
-        parts: list[Any] = []
-        d = c = 0
-        leaves = ([self.space[0], *self.space[1]] if self.parameterized else
-                  list(self.space.spaces.values()) if isinstance(self.space, spaces.Dict) else
-                  list(self.space.spaces) if isinstance(self.space, spaces.Tuple) else
-                  [self.space])
-        for sub in leaves:
-            if isinstance(sub, spaces.Box):
-                n = int(np.prod(sub.shape))
-                parts.append(np.clip(real[c:c + n].reshape(sub.shape), sub.low, sub.high)
-                             .astype(sub.dtype))
-                c += n
-            elif isinstance(sub, spaces.Discrete):
-                parts.append(int(values[d]))
-                d += 1
-            else:
-                n = len(sub.nvec)
-                parts.append(values[d:d + n].astype(sub.dtype))
-                d += n
-        if self.parameterized:
-            return (parts[0], tuple(parts[1:]))
-        if isinstance(self.space, spaces.Dict):
-            return dict(zip(self.space.spaces.keys(), parts))
-        if isinstance(self.space, spaces.Tuple):
-            return tuple(parts)
-        return parts[0]
-
-
-def _is_parameterized(space: gym.Space) -> bool:
-    return (isinstance(space, spaces.Tuple) and len(space) == 2
-            and isinstance(space[0], spaces.Discrete) and isinstance(space[1], spaces.Tuple)
-            and len(space[1]) == space[0].n
-            and all(isinstance(b, spaces.Box) for b in space[1]))
-
-
-def _refusal(space: gym.Space) -> RobustRLError:
-    return RobustRLError(f"hybrid_sac cannot handle action space {space}; it supports {SUPPORTED}")
-
-
 # --------------------------------------------------------------------------- networks
 class HybridActor(nn.Module):
     """Shared torso -> one softmax head per discrete component + one squashed-Gaussian head."""
 
-    def __init__(self, obs_dim: int, layout: ActionLayout, hidden: tuple[int, ...],
+    def __init__(self, obs_dim: int, layout: HybridLayout, hidden: tuple[int, ...],
                  log_std_min: float, log_std_max: float):
         super().__init__()
         self.sizes = list(layout.discrete_sizes)
@@ -292,9 +144,7 @@ class HybridActor(nn.Module):
             return logp_d, mean, obs.new_zeros(obs.shape[0], self.n_joint)
         eps = torch.randn_like(mean) if noise is None else noise
         u = mean + log_std.exp() * eps
-        # Gaussian log-density per dim minus log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
-        logp = (-0.5 * eps ** 2 - log_std - 0.5 * LOG_2PI
-                - 2 * (math.log(2) - u - F.softplus(-2 * u)))
+        logp = squashed_gaussian_log_prob(u, mean, log_std, reduce=False)  # per dim
         return logp_d, torch.tanh(u), logp @ self.param_matrix
 
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,19 +167,27 @@ class HybridActor(nn.Module):
 
 # --------------------------------------------------------------------------- agent
 class HybridSAC(Agent):
+    """Hybrid SAC: off-policy SAC for discrete, continuous and parameterized actions."""
+
     name = "hybrid_sac"
     Config = HybridSACConfig
-    action_spaces = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.Dict,
-                     spaces.Tuple)
+    capabilities = Capabilities(agents="single", learning="off-policy",
+                                action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete,
+                                               spaces.Dict, spaces.Tuple),
+                                ernie=False, relabel=False, learned_reward=False, gpu=False)
+    """relabel / learned_reward: the buffer holds (joint index, normalized parameters), not the
+    env's actions, so a reward model cannot rescore it."""
+    STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha_d",
+             "log_alpha_c", "alpha_opt", "stats.episodes")
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
-        ActionLayout(action_space)  # raises the one-line refusal naming what is supported
+        HybridLayout(action_space, cls.name)  # the one-line refusal naming what is supported
         super().check_spaces(observation_space, action_space)
 
     def _build(self) -> None:
         cfg = self.config
-        self.layout = layout = ActionLayout(self.action_space)
+        self.layout = layout = HybridLayout(self.action_space, self.name)
         if layout.n_joint > cfg.max_joint_actions:
             raise RobustRLError(
                 f"hybrid_sac: {layout.n_joint} joint discrete actions exceed max_joint_actions="
@@ -340,13 +198,16 @@ class HybridSAC(Agent):
         self.critic = EnsembleMLP(cfg.n_critics, obs_dim + layout.cont_dim, cfg.hidden,
                                   layout.n_joint)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
+        lr = {k: cfg.lr if getattr(cfg, k) is None else getattr(cfg, k)
+              for k in ("actor_lr", "critic_lr", "alpha_lr")}
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr["actor_lr"], fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr["critic_lr"],
+                                           fused=True)
         self.log_alpha_d = torch.tensor(math.log(cfg.alpha_discrete or cfg.alpha_init),
                                         requires_grad=True)
         self.log_alpha_c = torch.tensor(math.log(cfg.alpha_continuous or cfg.alpha_init),
                                         requires_grad=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha_d, self.log_alpha_c], lr=cfg.alpha_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha_d, self.log_alpha_c], lr=lr["alpha_lr"])
         self.has_discrete = bool(layout.discrete_sizes)
         self.has_continuous = layout.cont_dim > 0
         self.target_entropy_d = (cfg.target_entropy_discrete
@@ -481,31 +342,3 @@ class HybridSAC(Agent):
                 if callback(self, metrics) is False:
                     break
         return self
-
-    # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        state = {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "log_alpha_d": self.log_alpha_d.detach().clone(),
-            "log_alpha_c": self.log_alpha_c.detach().clone(),
-            "alpha_opt": self.alpha_opt.state_dict(), "episodes": self.stats.episodes,
-        }
-        if include_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        with torch.no_grad():
-            self.log_alpha_d.copy_(state["log_alpha_d"])
-            self.log_alpha_c.copy_(state["log_alpha_c"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
-        self.stats.episodes = state["episodes"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])

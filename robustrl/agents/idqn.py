@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -27,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrl.agents.base import Callback
-from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, multi_agent_buffer
+from robustrl.agents.base import Callback, Capabilities
+from robustrl.agents.multiagent import MultiAgent
+from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.networks import mlp
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.robust import RobustConfig, attach
@@ -71,9 +73,15 @@ class IDQNConfig:
 
 
 class IDQN(MultiAgent):
+    """Independent double DQN with a shared Q network, optionally VDN or QCOMBO's global Q."""
+
     name = "idqn"
     Config = IDQNConfig
-    action_spaces = (gym.spaces.Discrete,)
+    capabilities = Capabilities(agents="multi", learning="off-policy",
+                                action_spaces=(gym.spaces.Discrete,), ernie=True, relabel=True,
+                                learned_reward=True, gpu=False)
+    STATE = ("q", "q_target", "opt", "obs_rms", "stats.episodes", "updates")
+    QCOMBO_STATE = ("g", "g_target")
 
     def _build(self) -> None:
         cfg = self.config
@@ -91,7 +99,8 @@ class IDQN(MultiAgent):
         qcombo = cfg.mixer == "qcombo"
         self.ernie = attach(cfg.robust, self.name, logits=False, critic=qcombo,
                             critic_actions=qcombo)
-        self.buffer = multi_agent_buffer(cfg.buffer_size, n, self.obs_dim, (), np.int64)
+        self.buffer = ReplayBuffer(cfg.buffer_size, (n, self.obs_dim), (n,), np.int64,
+                                   reward_shape=(n,))
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         self.obs: np.ndarray | None = None
         self.updates = 0
@@ -108,12 +117,7 @@ class IDQN(MultiAgent):
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values for raw observations (..., n_agents, obs_dim), differentiable."""
-        if self.config.normalize_obs:
-            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
-            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
-            obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
-        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
-        return self.q(torch.cat([obs, ids], -1))
+        return self.q(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
 
     def epsilon(self) -> float:
         cfg = self.config
@@ -222,28 +226,8 @@ class IDQN(MultiAgent):
         return self
 
     # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        state = {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
-                 "opt": self.opt.state_dict(), "obs_rms": self.obs_rms.state_dict(),
-                 "episodes": self.stats.episodes, "updates": self.updates}
-        if self.config.mixer == "qcombo":
-            state.update(g=self.g.state_dict(), g_target=self.g_target.state_dict())
-        if include_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        if self.config.mixer == "qcombo":
-            self.g.load_state_dict(state["g"])
-            self.g_target.load_state_dict(state["g_target"])
-        self.opt.load_state_dict(state["opt"])
-        self.obs_rms.load_state_dict(state["obs_rms"])
-        self.stats.episodes = state["episodes"]
-        self.updates = state["updates"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+    def state_names(self) -> tuple[str, ...]:
+        return self.STATE + (self.QCOMBO_STATE if self.config.mixer == "qcombo" else ())
 
 
 __all__ = ["IDQN", "IDQNConfig"]

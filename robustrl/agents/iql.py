@@ -44,6 +44,8 @@ class IQLConfig:
 
 
 class IQL(OfflineWorker):
+    """Implicit Q-Learning: expectile value, advantage-weighted actor; no out-of-data Q."""
+
     name = "iql"
     Config = IQLConfig
     modules = ("q", "q_target", "v", "actor")

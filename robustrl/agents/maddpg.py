@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrl.agents.base import Callback
-from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, multi_agent_buffer
+from robustrl.agents.base import Callback, Capabilities
+from robustrl.agents.multiagent import MultiAgent
+from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.networks import mlp, polyak_update
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.robust import RobustConfig, attach
@@ -32,8 +34,12 @@ from robustrl.robust import RobustConfig, attach
 
 @dataclass
 class MADDPGConfig:
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
+    lr: float = 1e-3
+    """Adam learning rate of actor and critic."""
+    actor_lr: float | None = None
+    """The actor's own learning rate; None uses `lr`."""
+    critic_lr: float | None = None
+    """The critic's own learning rate; None uses `lr`."""
     buffer_size: int = 100_000
     """Joint transitions kept (each holds every agent's)."""
     batch_size: int = 256
@@ -64,8 +70,16 @@ class MADDPGConfig:
 
 
 class MADDPG(MultiAgent):
+    """MADDPG: off-policy deterministic actors with a centralized critic, Box or Discrete."""
+
     name = "maddpg"
     Config = MADDPGConfig
+    capabilities = Capabilities(agents="multi", learning="off-policy",
+                                action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
+                                relabel=False, learned_reward=True, gpu=False)
+    """relabel: the buffer holds the critic's actions (one-hots, [-1, 1]), not the env's."""
+    STATE = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt",
+             "obs_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
         cfg = self.config
@@ -76,11 +90,13 @@ class MADDPG(MultiAgent):
         self.critic_target = mlp(n * (d + a) + n, cfg.hidden, 1)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(
+            self.actor.parameters(), lr=cfg.lr if cfg.actor_lr is None else cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(
+            self.critic.parameters(), lr=cfg.lr if cfg.critic_lr is None else cfg.critic_lr)
         self.obs_rms = RunningMeanStd((d,))
         self.ernie = attach(cfg.robust, self.name, logits=self.discrete, critic_actions=True)
-        self.buffer = multi_agent_buffer(cfg.buffer_size, n, d, (a,))
+        self.buffer = ReplayBuffer(cfg.buffer_size, (n, d), (n, a), reward_shape=(n,))
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         if not self.discrete:
             self.low = torch.as_tensor(self.action_space.low.ravel(), dtype=torch.float32)
@@ -90,18 +106,15 @@ class MADDPG(MultiAgent):
 
     # ----------------------------------------------------------------- acting
     def _x(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Network input for stored or current raw observations (normalized in numpy, as they
+        were when acting)."""
         obs = obs.numpy() if isinstance(obs, torch.Tensor) else obs
         return torch.from_numpy(self.inputs(obs, self.obs_rms if self.config.normalize_obs
                                             else None))
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (discrete) or tanh actions in [-1, 1] for raw observations, differentiable."""
-        if self.config.normalize_obs:
-            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
-            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
-            obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
-        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
-        out = self.actor(torch.cat([obs, ids], -1))
+        out = self.actor(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
         return out if self.discrete else torch.tanh(out)
 
     def _policy(self, net: nn.Module, x: torch.Tensor, explore: bool) -> torch.Tensor:
@@ -246,25 +259,6 @@ class MADDPG(MultiAgent):
                 if callback(self, logged) is False:
                     break
         return self
-
-    # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        state = {name: getattr(self, name).state_dict() for name in (
-            "actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt",
-            "obs_rms")}
-        state.update(episodes=self.stats.episodes, updates=self.updates)
-        if include_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt",
-                     "critic_opt", "obs_rms"):
-            getattr(self, name).load_state_dict(state[name])
-        self.stats.episodes = state["episodes"]
-        self.updates = state["updates"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
 
 
 __all__ = ["MADDPG", "MADDPGConfig"]

@@ -1,11 +1,11 @@
-"""IPPO and MAPPO (Yu et al. 2022) for PettingZoo parallel envs, discrete and continuous actions.
+"""MAPPO (Yu et al. 2022) for PettingZoo parallel envs, discrete and continuous actions.
 
 One actor shared by all agents (its input: the agent's normalized observation + a one-hot
 agent id), trained with PPO's clipped objective on every agent's samples at once. The critic
-is what tells the two apart:
-- IPPO: V(o_i, id_i), each agent's local observation;
+is what tells MAPPO and IPPO (robustrl.agents.ippo) apart:
 - MAPPO: V(s, id_i), the env's global `state()` when it has one, else all observations
-  concatenated (the centralized critic sees what the agents cannot; it is only used in training).
+  concatenated (the centralized critic sees what the agents cannot; it is only used in training);
+- IPPO (`centralized_critic = False`): V(o_i, id_i), each agent's local observation.
 Each agent's own reward is its return target (for cooperative mpe tasks these share a team term).
 The actor-critic is `robustrl.agents.ppo.ActorCritic` with the critic swapped for one on the
 critic's input, so sampling, log-probabilities and initialisation are PPO's.
@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from robustrl.agents.base import Callback
-from robustrl.agents.multiagent import MultiAgent, MultiAgentStats, gae
+from robustrl.agents.base import Callback, Capabilities
+from robustrl.agents.multiagent import MultiAgent
 from robustrl.agents.ppo import ActorCritic
+from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.networks import mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.core.returns import gae
 from robustrl.robust import RobustConfig, attach
 
 
@@ -60,15 +63,15 @@ class MAPPOConfig:
     observation) and/or the critic (MAPPO: the global state) (robustrl.robust)."""
 
 
-@dataclass
-class IPPOConfig(MAPPOConfig):
-    centralized_critic: bool = False
-    """False (IPPO): each agent's critic sees only its own observation."""
-
-
 class MAPPO(MultiAgent):
+    """Multi-agent PPO: a shared actor, a centralized critic on the global state."""
+
     name = "mappo"
     Config = MAPPOConfig
+    capabilities = Capabilities(agents="multi", learning="on-policy",
+                                action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
+                                relabel=False, learned_reward=True, gpu=False)
+    STATE = ("net", "opt", "obs_rms", "state_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
         cfg = self.config
@@ -134,12 +137,7 @@ class MAPPO(MultiAgent):
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits / action means for raw observations (..., n_agents, obs_dim), differentiable."""
-        if self.config.normalize_obs:
-            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
-            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
-            obs = ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
-        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
-        return self.net.actor(torch.cat([obs, ids], -1))
+        return self.net.actor(self.inputs(obs, self._rms))
 
     def _env_action(self, action: np.ndarray) -> np.ndarray:
         if self.discrete:
@@ -269,24 +267,5 @@ class MAPPO(MultiAgent):
                     break
         return self
 
-    # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(),
-                "obs_rms": self.obs_rms.state_dict(), "state_rms": self.state_rms.state_dict(),
-                "episodes": self.stats.episodes, "updates": self.updates}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        self.obs_rms.load_state_dict(state["obs_rms"])
-        self.state_rms.load_state_dict(state["state_rms"])
-        self.stats.episodes = state["episodes"]
-        self.updates = state["updates"]
-
-
-class IPPO(MAPPO):
-    name = "ippo"
-    Config = IPPOConfig
-
-
-__all__ = ["IPPO", "IPPOConfig", "MAPPO", "MAPPOConfig"]
+__all__ = ["MAPPO", "MAPPOConfig"]

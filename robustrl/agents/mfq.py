@@ -67,9 +67,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrl.agents.base import Callback
-from robustrl.agents.multiagent import MultiAgent, MultiAgentStats
+from robustrl.agents.base import Callback, Capabilities
+from robustrl.agents.multiagent import MultiAgent
 from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.checkpoint import load_state
+from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import mlp
 from robustrl.core.normalizer import RunningMeanStd
@@ -193,49 +195,18 @@ def robust_value(plain: torch.Tensor, values: torch.Tensor, probs: torch.Tensor,
     return plain + gap
 
 
-class MeanFieldBuffer(ReplayBuffer):
-    """The multi-agent replay (obs (N, obs_dim), actions / rewards / terminated (N,)) plus the
-    neighbours' mean action each agent saw (mean_actions) and sees at s' (next_mean_actions)."""
-
-    KEYS = ("obs", "next_obs", "actions", "rewards", "terminated", "mean_actions",
-            "next_mean_actions")
-
-    def __init__(self, capacity: int, n_agents: int, obs_dim: int, n_actions: int):
-        super().__init__(capacity, (n_agents, obs_dim), (n_agents,), np.int64)
-        self.rewards = np.zeros((capacity, n_agents), np.float32)
-        self.terminated = np.zeros((capacity, n_agents), np.float32)
-        self.mean_actions = np.zeros((capacity, n_agents, n_actions), np.float32)
-        self.next_mean_actions = np.zeros((capacity, n_agents, n_actions), np.float32)
-
-    def add_mean_field(self, obs, action, reward, next_obs, terminated, mean, next_mean) -> None:
-        """Add a batch of transitions (leading axis: env copies)."""
-        idx = (self.pos + np.arange(len(obs))) % self.capacity
-        self.mean_actions[idx] = mean
-        self.next_mean_actions[idx] = next_mean
-        self.add(obs, action, reward, next_obs, terminated)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.integers(0, self.size, size=batch_size)
-        return {k: torch.from_numpy(getattr(self, k)[idx]) for k in self.KEYS}
-
-    def state_dict(self) -> dict[str, Any]:
-        n = self.size
-        return {"pos": self.pos, "size": n, **{k: getattr(self, k)[:n].copy() for k in self.KEYS}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        n = state["size"]
-        for key in self.KEYS:
-            getattr(self, key)[:n] = state[key]
-        self.pos, self.size = state["pos"], n
-
-
 # ------------------------------------------------------------------------------- learner
 
 
 class MFQ(MultiAgent):
+    """Mean-field Q-learning: Q(o_i, a_i, neighbours' mean action), optionally DRO-robust."""
+
     name = "mfq"
     Config = MFQConfig
-    action_spaces = (gym.spaces.Discrete,)
+    capabilities = Capabilities(agents="multi", learning="off-policy",
+                                action_spaces=(gym.spaces.Discrete,), ernie=True, relabel=True,
+                                learned_reward=True, gpu=False)
+    STATE = ("q", "q_target", "opt", "obs_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
         cfg = self.config
@@ -251,7 +222,10 @@ class MFQ(MultiAgent):
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.ernie = attach(cfg.robust, self.name, logits=False, critic=True,
                             critic_actions=True)
-        self.buffer = MeanFieldBuffer(cfg.buffer_size, n, self.obs_dim, a)
+        # Joint transitions plus the neighbours' mean action each agent saw at s and sees at s'.
+        self.buffer = ReplayBuffer(cfg.buffer_size, (n, self.obs_dim), (n,), np.int64,
+                                   reward_shape=(n,), extras={"mean_actions": (n, a),
+                                                              "next_mean_actions": (n, a)})
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         self.obs: np.ndarray | None = None
         self.mean: np.ndarray | None = None  # the training envs' current ā (n_envs, N, A)
@@ -281,17 +255,12 @@ class MFQ(MultiAgent):
                 pass
         return self.uniform_mean(batch_shape)
 
-    def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        if not self.config.normalize_obs:
-            return obs
-        mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
-        std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
-        return ((obs - mean) / std).clamp(-self.obs_rms.clip, self.obs_rms.clip)
-
     def _x(self, obs: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Network input [normalized obs | ā | agent one-hot] for raw obs (..., N, obs_dim)."""
         ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
-        return torch.cat([self._normalize(obs), mean.to(obs.dtype), ids], -1)
+        if self.config.normalize_obs:
+            obs = self.obs_rms.normalize(obs)
+        return torch.cat([obs, mean.to(obs.dtype), ids], -1)
 
     # ----------------------------------------------------------------- acting
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
@@ -412,8 +381,8 @@ class MFQ(MultiAgent):
             for i, final in out["final_obs"].items():
                 next_obs[i] = final
             next_mean = self.mean_actions(action)
-            self.buffer.add_mean_field(self.obs, action, out["rewards"], next_obs,
-                                       out["terminated"], self.mean, next_mean)
+            self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"],
+                            mean_actions=self.mean, next_mean_actions=next_mean)
             self.obs, self.mean = out["obs"], next_mean
             for i in out["final_obs"]:  # a new episode starts from a uniform ā
                 self.mean[i] = 1.0 / self.act_dim
@@ -439,28 +408,15 @@ class MFQ(MultiAgent):
         return self
 
     # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        state = {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
-                 "opt": self.opt.state_dict(), "obs_rms": self.obs_rms.state_dict(),
-                 "episodes": self.stats.episodes, "updates": self.updates,
-                 "graph": self.graph}
-        if include_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
+    def state_names(self) -> tuple[str, ...]:
+        return self.STATE + ("graph",)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("graph", self.graph) != self.graph:
             raise RobustRLError("mfq: this checkpoint was trained with another neighbour graph "
                                 "than this env's")
-        self.q.load_state_dict(state["q"])
-        self.q_target.load_state_dict(state["q_target"])
-        self.opt.load_state_dict(state["opt"])
-        self.obs_rms.load_state_dict(state["obs_rms"])
-        self.stats.episodes = state["episodes"]
-        self.updates = state["updates"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
+        load_state(self, state, self.STATE, optional=("buffer",))
 
 
-__all__ = ["MFQ", "MFQConfig", "MeanFieldBuffer", "mean_actions", "neighbour_graph",
+__all__ = ["MFQ", "MFQConfig", "mean_actions", "neighbour_graph",
            "neighbour_weights", "robust_value"]

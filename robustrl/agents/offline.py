@@ -2,8 +2,8 @@
 
 A worker is built from input/action sizes (its input is [observation, goal] on goal-conditioned
 data), trained by `update(batch)` one gradient step at a time, and acts with `act(inputs)`.
-Inputs are normalized by the dataset's mean/std, held by the worker so acting needs nothing
-else. `state_dict()` covers everything to resume or act.
+Inputs are normalized by a `FixedNormalizer` (the dataset's mean/std), held by the worker so
+acting needs nothing else. `state_dict()` covers everything to resume or act.
 """
 
 from __future__ import annotations
@@ -11,14 +11,24 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar, NamedTuple
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from robustrl.agents.base import Capabilities
+from robustrl.core.checkpoint import load_state, state_of
 from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import EnsembleMLP, mlp
+from robustrl.core.normalizer import FixedNormalizer
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+OFFLINE_CAPABILITIES = Capabilities(agents="single", learning="offline",
+                                    action_spaces=(gym.spaces.Box,), ernie=False, relabel=False,
+                                    learned_reward=False, gpu=True)
+"""What every offline learner (the workers and the IQL-TD-MPC manager) supports: one agent's
+continuous actions learned from a fixed dataset, so no env reward to relabel or regularize."""
 
 
 class Batch(NamedTuple):
@@ -40,6 +50,15 @@ def torch_device(name: str) -> torch.device:
         raise RobustRLError(f"device {name!r} asked for, but this torch build sees no GPU; "
                             "use run.device=cpu")
     return device
+
+
+def env_input(obs: Any, use_goal: bool) -> np.ndarray:
+    """A worker's raw input from an env observation: a goal env's Dict observation becomes
+    [observation, desired_goal] (just `observation` when the data had no goals)."""
+    if isinstance(obs, dict):
+        parts = [obs["observation"], obs["desired_goal"]] if use_goal else [obs["observation"]]
+        return np.concatenate(parts)
+    return obs
 
 
 class TransitionSampler:
@@ -110,25 +129,30 @@ class OfflineWorker:
 
     Subclasses build their networks in `_build`, implement `update` (one gradient step on a
     Batch of *normalized* inputs) and `_policy_action` (normalized inputs -> action in
-    [-1, 1]), and list their modules and optimizers in `modules` / `optimizers`.
+    [-1, 1]), and list their modules, optimizers and other learnable tensors in `modules` /
+    `optimizers` / `tensors`.
     """
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    capabilities: ClassVar[Capabilities] = OFFLINE_CAPABILITIES
 
     def __init__(self, obs_dim: int, act_dim: int, config: Any = None, seed: int = 0,
-                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
+                 normalizer: FixedNormalizer | None = None,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
                  device: str | torch.device = "cpu"):
         self.config = config if config is not None else self.Config()
         self.obs_dim, self.act_dim, self.seed = obs_dim, act_dim, seed
         self.device = torch.device(device)
         torch.manual_seed(seed)
+        self.normalizer = normalizer if normalizer is not None else \
+            FixedNormalizer.identity(obs_dim)
         low = -np.ones(act_dim) if action_low is None else np.asarray(action_low)
         high = np.ones(act_dim) if action_high is None else np.asarray(action_high)
-        self._set_scales(np.zeros(obs_dim) if obs_mean is None else obs_mean,
-                         np.ones(obs_dim) if obs_std is None else obs_std,
-                         (high - low) / 2, (high + low) / 2)
+        # on the worker's device: every update maps a batch of env actions to [-1, 1]
+        self.action_scale, self.action_bias = (
+            torch.as_tensor(x, dtype=torch.float32, device=self.device)
+            for x in ((high - low) / 2, (high + low) / 2))
         self.num_updates = 0
         self._build()
         for n in self.modules:  # in place: the optimizers built in _build keep their params
@@ -136,6 +160,8 @@ class OfflineWorker:
 
     modules: ClassVar[tuple[str, ...]] = ()
     optimizers: ClassVar[tuple[str, ...]] = ()
+    tensors: ClassVar[tuple[str, ...]] = ()
+    """Learnable tensors outside the modules (CQL's entropy temperature), also checkpointed."""
 
     def _build(self) -> None:
         raise NotImplementedError
@@ -147,22 +173,13 @@ class OfflineWorker:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- data in and out
-    def _set_scales(self, obs_mean: Any, obs_std: Any, action_scale: Any,
-                    action_bias: Any) -> None:
-        self.obs_mean, self.obs_std, self.action_scale, self.action_bias = (
-            torch.as_tensor(x, dtype=torch.float32, device=self.device)
-            for x in (obs_mean, obs_std, action_scale, action_bias))
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.obs_mean) / self.obs_std
-
     def to_unit_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Env actions -> [-1, 1] (the networks' action space)."""
         return ((actions - self.action_bias) / self.action_scale).clamp(-1.0, 1.0)
 
     def prepare(self, batch: Batch) -> Batch:
-        return batch._replace(obs=self.normalize(batch.obs),
-                              next_obs=self.normalize(batch.next_obs),
+        return batch._replace(obs=self.normalizer(batch.obs),
+                              next_obs=self.normalizer(batch.next_obs),
                               actions=self.to_unit_actions(batch.actions))
 
     @torch.no_grad()
@@ -170,36 +187,22 @@ class OfflineWorker:
         """Env action(s) for raw input(s) ([observation, goal] on goal-conditioned data)."""
         x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=self.device)
         single = x.dim() == 1
-        a = self._policy_action(self.normalize(x.reshape(-1, self.obs_dim)), deterministic)
+        a = self._policy_action(self.normalizer(x.reshape(-1, self.obs_dim)), deterministic)
         a = (a * self.action_scale + self.action_bias).cpu().numpy()
         return a[0] if single else a
 
     def policy_output(self, inputs: torch.Tensor) -> torch.Tensor:
         """Differentiable deterministic action for raw inputs (for attacks/regularizers)."""
-        return self._policy_action(self.normalize(inputs), True) * self.action_scale \
+        return self._policy_action(self.normalizer(inputs), True) * self.action_scale \
             + self.action_bias
 
     # ----------------------------------------------------------------- state
+    def _state_names(self) -> tuple[str, ...]:
+        return (*self.modules, *self.optimizers, *self.tensors, "normalizer", "action_scale",
+                "action_bias", "num_updates")
+
     def state_dict(self) -> dict[str, Any]:
-        return {"modules": {n: getattr(self, n).state_dict() for n in self.modules},
-                "optimizers": {n: getattr(self, n).state_dict() for n in self.optimizers},
-                "obs_mean": self.obs_mean, "obs_std": self.obs_std,
-                "action_scale": self.action_scale, "action_bias": self.action_bias,
-                "num_updates": self.num_updates, "extra": self._extra_state()}
+        return state_of(self, self._state_names())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for n in self.modules:
-            getattr(self, n).load_state_dict(state["modules"][n])
-        for n in self.optimizers:
-            if n in state.get("optimizers", {}):
-                getattr(self, n).load_state_dict(state["optimizers"][n])
-        self._set_scales(state["obs_mean"], state["obs_std"], state["action_scale"],
-                         state["action_bias"])
-        self.num_updates = state["num_updates"]
-        self._load_extra_state(state.get("extra", {}))
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        load_state(self, state, self._state_names())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
-from robustrl.agents.base import Agent, Callback
+from robustrl.agents.base import Agent, Callback, Capabilities
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.core.returns import gae
 from robustrl.robust import RobustConfig, attach
 
 
@@ -33,7 +34,7 @@ class PPOConfig:
     n_envs: int = 8
     """Parallel environment copies (one vectorized env)."""
     vector: Literal["sync", "async"] = "sync"
-    """async runs each copy in a subprocess (needed for envs like libsumo's, one per process)."""
+    """async steps each copy in a subprocess of its own (sync: all in this process)."""
     n_steps: int = 256
     """Steps per env per rollout (rollout size = n_envs * n_steps)."""
     n_epochs: int = 10
@@ -91,9 +92,14 @@ class ActorCritic(nn.Module):
 
 
 class PPO(Agent):
+    """Proximal Policy Optimization: on-policy clipped actor-critic, Box or Discrete actions."""
+
     name = "ppo"
     Config = PPOConfig
-    action_spaces = (gym.spaces.Box, gym.spaces.Discrete)
+    capabilities = Capabilities(agents="single", learning="on-policy",
+                                action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
+                                relabel=False, learned_reward=True, gpu=False)
+    STATE = ("net", "opt", "obs_rms", "ret_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
         cfg = self.config
@@ -116,12 +122,7 @@ class PPO(Agent):
         return self.obs_rms.normalize(obs) if self.config.normalize_obs else obs
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.config.normalize_obs:
-            mean = torch.as_tensor(self.obs_rms.mean, dtype=obs.dtype)
-            std = torch.as_tensor(self.obs_rms.std, dtype=obs.dtype)
-            clip = self.obs_rms.clip
-            obs = ((obs - mean) / std).clamp(-clip, clip)
-        return self.net.actor(obs)
+        return self.net.actor(self.obs_rms.normalize(obs) if self.config.normalize_obs else obs)
 
     @property
     def obs_scale(self) -> np.ndarray:
@@ -158,7 +159,7 @@ class PPO(Agent):
     def _make_envs(self) -> gym.vector.VectorEnv:
         cfg = self.config
         first = self.take_env()
-        fns = [lambda: first] + [self.make_extra_env] * (cfg.n_envs - 1)
+        fns = [lambda: first] + [self.env_fn] * (cfg.n_envs - 1)
         mode = gym.vector.AutoresetMode.SAME_STEP
         if cfg.vector == "async":
             first.close()
@@ -201,13 +202,7 @@ class PPO(Agent):
             self.obs = next_obs
         val_buf[t_max] = critic(self._norm_obs(self.obs))[:, 0]
 
-        advantages = np.zeros((t_max, n), np.float32)
-        last = np.zeros(n, np.float32)
-        for t in reversed(range(t_max)):
-            not_done = 1.0 - done_buf[t]
-            delta = rew_buf[t] + cfg.gamma * val_buf[t + 1] * not_done - val_buf[t]
-            last = delta + cfg.gamma * cfg.gae_lambda * not_done * last
-            advantages[t] = last
+        advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
         returns = advantages + val_buf[:t_max]
         flat = lambda a: torch.from_numpy(a.reshape(t_max * n, *a.shape[2:]))  # noqa: E731
         return {"obs": flat(obs_buf), "actions": flat(act_buf), "logp": flat(logp_buf),
@@ -290,17 +285,3 @@ class PPO(Agent):
                 if callback(self, metrics) is False:
                     break
         return self
-
-    # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(),
-                "obs_rms": self.obs_rms.state_dict(), "ret_rms": self.ret_rms.state_dict(),
-                "episodes": self.stats.episodes, "updates": self.updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        self.obs_rms.load_state_dict(state["obs_rms"])
-        self.ret_rms.load_state_dict(state["ret_rms"])
-        self.stats.episodes = state["episodes"]
-        self.updates = state["updates"]

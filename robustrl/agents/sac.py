@@ -15,11 +15,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from robustrl.agents.base import Agent, Callback
+from robustrl.agents.base import Agent, Callback, Capabilities
 from robustrl.core.buffer import ReplayBuffer
+from robustrl.core.distributions import squashed_gaussian_log_prob
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.networks import EnsembleMLP, mlp, polyak_update
@@ -77,11 +77,8 @@ class Actor(nn.Module):
     def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized action and its log-probability (with the tanh correction)."""
         mean, log_std = self(obs)
-        std = log_std.exp()
-        u = mean + std * torch.randn_like(mean)
-        log_prob = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
-        # log(1 - tanh(u)^2) written stably as 2 (log 2 - u - softplus(-2u)).
-        log_prob = log_prob - (2 * (np.log(2) - u - F.softplus(-2 * u))).sum(-1)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        log_prob = squashed_gaussian_log_prob(u, mean, log_std)
         # The density is taken in the normalized [-1, 1] action space (as SB3 does), so the
         # default target entropy -dim(a) means the same thing whatever the bounds.
         return torch.tanh(u) * self.scale + self.center, log_prob
@@ -91,9 +88,16 @@ class Actor(nn.Module):
 
 
 class SAC(Agent):
+    """Soft Actor-Critic: off-policy maximum-entropy actor-critic for bounded Box actions."""
+
     name = "sac"
     Config = SACConfig
-    action_spaces = (gym.spaces.Box,)
+    capabilities = Capabilities(agents="single", learning="off-policy",
+                                action_spaces=(gym.spaces.Box,), ernie=True, relabel=True,
+                                learned_reward=True, gpu=False)
+    STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha",
+             "alpha_opt", "stats.episodes")
+    """What a checkpoint holds (the replay buffer too, when saved for resuming)."""
 
     def _build(self) -> None:
         cfg = self.config
@@ -204,29 +208,3 @@ class SAC(Agent):
                 if callback(self, metrics) is False:
                     break
         return self
-
-    # ----------------------------------------------------------------- checkpoint
-    def state_dict(self, include_buffer: bool = False) -> dict[str, Any]:
-        state = {
-            "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(), "alpha_opt": self.alpha_opt.state_dict(),
-            "episodes": self.stats.episodes,
-        }
-        if include_buffer:
-            state["buffer"] = self.buffer.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_opt.load_state_dict(state["alpha_opt"])
-        self.stats.episodes = state["episodes"]
-        if "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])

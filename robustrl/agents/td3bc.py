@@ -45,6 +45,8 @@ class TD3BCConfig:
 
 
 class TD3BC(OfflineWorker):
+    """TD3+BC: TD3 whose deterministic actor also regresses to the dataset's actions."""
+
     name = "td3bc"
     Config = TD3BCConfig
     modules = ("q", "q_target", "actor", "actor_target")

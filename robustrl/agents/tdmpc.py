@@ -22,29 +22,34 @@ No public code exists; the choices the paper leaves open are fields of `IQLTDMPC
 - Intent embedding g_t: the first planned abstract action, recomputed every k steps (at
   episode step 0, k, 2k, ...); the worker's input becomes [observation, goal, g_t].
   `relabel` computes g_t for a whole dataset with the trained manager.
+
+Training runs (a run directory, metrics, the dataset) live in `robustrl.train.manager`.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-import tomli_w
 import torch
 from torch import nn
 
-from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
-from robustrl.agents.offline import GaussianActor, TwinQ, frozen_copy, torch_device
-from robustrl.core.config import from_dict, replace, to_dict
+from robustrl.agents.base import CHECKPOINT_FORMAT, Capabilities, read_checkpoint
+from robustrl.agents.offline import (
+    OFFLINE_CAPABILITIES,
+    GaussianActor,
+    TwinQ,
+    env_input,
+    frozen_copy,
+)
+from robustrl.core.checkpoint import load_state, state_of
+from robustrl.core.config import from_dict, to_dict
 from robustrl.core.errors import RobustRLError
-from robustrl.core.io import atomic_torch_save, atomic_write_text
-from robustrl.core.logging import MetricsLogger
+from robustrl.core.io import atomic_torch_save
 from robustrl.core.networks import mlp, polyak_update
-from robustrl.core.progress import progress
-from robustrl.data.dataset import OfflineDataset, load_dataset
+from robustrl.core.normalizer import FixedNormalizer
 
 
 @dataclass
@@ -93,18 +98,18 @@ class IQLTDMPCConfig:
 class AbstractSequences:
     """Starts t whose abstract states x_t, x_{t+k}, ... stay in t's episode, with k-step returns.
 
+    `ends` is True on each episode's last row (`OfflineDataset.episode_ends`).
     `masks[:, j]` says whether abstract step j (from x_{t+jk} to x_{t+(j+1)k}) is inside the
     episode; a sequence needs its first step, later ones are masked out of the losses.
     """
 
-    def __init__(self, data: OfflineDataset, inputs: np.ndarray, k: int, horizon: int,
-                 gamma: float, seed: int = 0, device: str | torch.device = "cpu"):
-        n = len(data)
-        ends = data.terminals | data.timeouts
-        ends[-1] = True
+    def __init__(self, inputs: np.ndarray, rewards: np.ndarray, ends: np.ndarray, k: int,
+                 horizon: int, gamma: float, seed: int = 0,
+                 device: str | torch.device = "cpu"):
+        n = len(rewards)
         end_index = np.flatnonzero(ends)
         self.last = end_index[np.searchsorted(end_index, np.arange(n))]  # episode's last row
-        rewards = data.rewards.astype(np.float64)
+        rewards = rewards.astype(np.float64)
         returns = np.zeros(n)
         for i in range(k):  # R_t = sum_{i<k} gamma^i r_{t+i} (masked where it crosses an end)
             returns[: n - i] += gamma**i * rewards[i:]
@@ -133,20 +138,24 @@ class AbstractSequences:
 
 # ----------------------------------------------------------------------------- manager
 class IQLTDMPC:
-    """The manager: model, IQL losses on abstract transitions, policy-only MPPI planning."""
+    """IQL-TD-MPC manager: plans an intent (a latent subgoal) for any offline worker.
 
-    name = "iql_tdmpc"
+    A TD-MPC latent model trained with IQL's losses on abstract transitions, planning by
+    policy-only MPPI."""
+
+    name = "tdmpc"
     Config = IQLTDMPCConfig
+    capabilities: ClassVar[Capabilities] = OFFLINE_CAPABILITIES
 
     def __init__(self, in_dim: int, config: IQLTDMPCConfig | None = None, seed: int = 0,
-                 obs_mean: np.ndarray | None = None, obs_std: np.ndarray | None = None,
+                 normalizer: FixedNormalizer | None = None,
                  device: str | torch.device = "cpu"):
         self.config = c = config if config is not None else IQLTDMPCConfig()
         self.in_dim, self.seed = in_dim, seed
         self.device = torch.device(device)
         torch.manual_seed(seed)
-        self._set_scales(np.zeros(in_dim) if obs_mean is None else obs_mean,
-                         np.ones(in_dim) if obs_std is None else obs_std)
+        self.normalizer = normalizer if normalizer is not None else \
+            FixedNormalizer.identity(in_dim)
         latent = c.latent_dim
         self.encoder = nn.Sequential(mlp(in_dim, c.hidden, latent), nn.Tanh())
         self.dynamics = nn.Sequential(mlp(2 * latent, c.hidden, latent), nn.Tanh())
@@ -166,14 +175,11 @@ class IQLTDMPC:
 
     modules = ("encoder", "dynamics", "reward", "q", "v", "actor", "encoder_target", "q_target")
     optimizers = ("model_opt", "v_opt", "actor_opt")
-
-    def _set_scales(self, obs_mean: Any, obs_std: Any) -> None:
-        self.obs_mean, self.obs_std = (torch.as_tensor(x, dtype=torch.float32, device=self.device)
-                                       for x in (obs_mean, obs_std))
+    _state_names = (*modules, *optimizers, "normalizer", "num_updates")
 
     def encode(self, x: torch.Tensor, target: bool = False) -> torch.Tensor:
         net = self.encoder_target if target else self.encoder
-        return net((x - self.obs_mean) / self.obs_std)
+        return net(self.normalizer(x))
 
     # ----------------------------------------------------------------- training
     def update(self, states: torch.Tensor, returns: torch.Tensor,
@@ -245,13 +251,12 @@ class IQLTDMPC:
         intent = (weights[..., None] * first.view(b, n, -1)).sum(1).cpu().numpy()
         return intent[0] if single else intent
 
-    def relabel(self, data: OfflineDataset, inputs: np.ndarray, seed: int = 0,
+    def relabel(self, inputs: np.ndarray, ends: np.ndarray, seed: int = 0,
                 chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-        """(intents, next intents) for every row: g_t is planned at the episode's last
-        refresh step (0, k, 2k, ... into the episode); the next row's intent is g_{t+1}
-        inside the episode and g_t at its end."""
-        n, k = len(data), self.config.k
-        ends = data.terminals | data.timeouts
+        """(intents, next intents) for every row of a dataset (`ends`: True on each episode's
+        last row): g_t is planned at the episode's last refresh step (0, k, 2k, ... into the
+        episode); the next row's intent is g_{t+1} inside the episode and g_t at its end."""
+        n, k = len(inputs), self.config.k
         starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
         start_of = starts[np.searchsorted(starts, np.arange(n), side="right") - 1]
         refresh = start_of + (np.arange(n) - start_of) // k * k
@@ -267,19 +272,10 @@ class IQLTDMPC:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"modules": {n: getattr(self, n).state_dict() for n in self.modules},
-                "optimizers": {n: getattr(self, n).state_dict() for n in self.optimizers},
-                "obs_mean": self.obs_mean, "obs_std": self.obs_std,
-                "num_updates": self.num_updates}
+        return state_of(self, self._state_names)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for n in self.modules:
-            getattr(self, n).load_state_dict(state["modules"][n])
-        for n in self.optimizers:
-            if n in state.get("optimizers", {}):
-                getattr(self, n).load_state_dict(state["optimizers"][n])
-        self._set_scales(state["obs_mean"], state["obs_std"])
-        self.num_updates = state["num_updates"]
+        load_state(self, state, self._state_names)
 
 
 class IntentPolicy:
@@ -294,79 +290,14 @@ class IntentPolicy:
         self.t, self.intent = 0, None
 
     def __call__(self, obs: Any) -> np.ndarray:
-        if isinstance(obs, dict):
-            parts = [obs["observation"], obs["desired_goal"]] if self.use_goal else \
-                [obs["observation"]]
-            obs = np.concatenate(parts)
+        obs = env_input(obs, self.use_goal)
         if self.t % self.manager.config.k == 0:
             self.intent = self.manager.plan(obs, self.generator)
         self.t += 1
         return self.worker.act(np.concatenate([obs, self.intent]), deterministic=True)
 
 
-# ----------------------------------------------------------------------------- runs
-def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None,
-                  seed: int = 0, overrides: dict[str, Any] | None = None,
-                  show_progress: bool = True, log_every: int = 1000,
-                  tensorboard: bool = True) -> IQLTDMPC:
-    """Train the manager on `dataset`; with `out`, a run directory (config.toml with
-    [run] agent = "iql_tdmpc", metrics.csv, manager.pt written atomically)."""
-    from robustrl.agents import hyperparameters
-
-    if steps < 1:
-        raise RobustRLError(f"--steps must be positive, got {steps}")
-    data = load_dataset(dataset)
-    config = from_dict(IQLTDMPCConfig, hyperparameters("iql_tdmpc", data.env_id),
-                       prefix="agent.")
-    run_keys = {k[4:]: v for k, v in (overrides or {}).items() if k.startswith("run.")}
-    config = replace(config, {k.removeprefix("agent."): v for k, v in (overrides or {}).items()
-                              if not k.startswith("run.")}, prefix="agent.")
-    log_every = int(run_keys.pop("log_every", log_every))
-    tensorboard = bool(run_keys.pop("tensorboard", tensorboard))
-    device = torch_device(str(run_keys.pop("device", "cpu")))
-    if run_keys:
-        raise RobustRLError(f"unknown run key(s) for the manager: {', '.join(run_keys)}; "
-                            "valid: run.log_every, run.tensorboard, run.device")
-    inputs, _ = data.policy_inputs()
-    sequences = AbstractSequences(data, inputs, config.k, config.horizon, config.gamma, seed,
-                                  device)
-    manager = IQLTDMPC(inputs.shape[1], config, seed, inputs.mean(0), inputs.std(0) + 1e-3,
-                       device)
-    out = Path(out) if out is not None else None
-    logger = None
-    if out is not None:
-        if (out / "config.toml").exists():
-            raise RobustRLError(f"{out} already holds a run; choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", tomli_w.dumps({
-            "run": {"agent": "iql_tdmpc", "dataset": str(dataset), "steps": steps,
-                    "seed": seed}, "agent": to_dict(config)}))
-        logger = MetricsLogger(out, tensorboard=tensorboard)
-    bar = progress(steps, desc=f"iql_tdmpc {Path(dataset).name}", unit="update") \
-        if show_progress else None
-    tick = time.perf_counter()
-    try:
-        while manager.num_updates < steps:
-            metrics = manager.update(*sequences.sample(config.batch_size))
-            n = manager.num_updates
-            if n % log_every == 0 or n == steps:
-                now = time.perf_counter()
-                metrics["updates_per_s"] = log_every / max(now - tick, 1e-9)
-                tick = now
-                if logger is not None:
-                    logger.log(n, metrics)
-                if bar is not None:
-                    bar.update(n - bar.n)
-    finally:
-        if bar is not None:
-            bar.close()
-        if logger is not None:
-            logger.close()
-    if out is not None:
-        save_manager(manager, out / "manager.pt")
-    return manager
-
-
+# ----------------------------------------------------------------------------- checkpoints
 def save_manager(manager: IQLTDMPC, path: str | Path) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "offline-manager",
                        "agent": manager.name, "in_dim": manager.in_dim,
@@ -380,7 +311,7 @@ def load_manager(path: str | Path, device: str | torch.device = "cpu") -> IQLTDM
         path = path / "manager.pt"
     if not path.is_file():
         raise RobustRLError(f"manager checkpoint {path} not found (train one with "
-                            "`robustrl train --agent iql_tdmpc --dataset FILE ...`)")
+                            "`robustrl train --agent tdmpc --dataset FILE ...`)")
     checkpoint = read_checkpoint(path, kind="offline-manager", what="manager checkpoint")
     manager = IQLTDMPC(checkpoint["in_dim"], from_dict(IQLTDMPCConfig, checkpoint["config"]),
                        device=device)

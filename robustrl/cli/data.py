@@ -7,7 +7,7 @@
       size, episodes, goals reached, reference returns and key shapes of a dataset
   robustrl train --agent iql --dataset FILE --steps N --out DIR
       offline training (iql, td3bc, awac, cql); evaluates in the dataset's env
-  robustrl train --agent iql_tdmpc --dataset FILE --steps N --out MANAGER_DIR
+  robustrl train --agent tdmpc --dataset FILE --steps N --out MANAGER_DIR
   robustrl train --agent iql --dataset FILE --steps N --out DIR --set run.manager=MANAGER_DIR
       the IQL-TD-MPC manager, then a worker on [observation, goal, intent]
 """
@@ -20,7 +20,6 @@ from typing import Any
 from robustrl.core.errors import RobustRLError
 
 # Imports stay inside the functions: the parser is built on every `robustrl` call.
-OFFLINE_AGENTS = ("awac", "cql", "iql", "td3bc", "iql_tdmpc")
 
 
 # ----------------------------------------------------------------------------- data
@@ -94,7 +93,11 @@ def _info(path: str) -> int:
 # ----------------------------------------------------------------------------- train
 def wants_offline(args: argparse.Namespace) -> bool:
     """`robustrl train` goes offline: --dataset given, an offline agent, or an offline run."""
-    if getattr(args, "dataset", None) is not None or args.agent in OFFLINE_AGENTS:
+    from robustrl.agents import AGENTS, capabilities
+
+    if getattr(args, "dataset", None) is not None:
+        return True
+    if args.agent in AGENTS and capabilities(args.agent).learning == "offline":
         return True
     if args.resume:
         from robustrl.train.offline import is_offline_run
@@ -105,8 +108,9 @@ def wants_offline(args: argparse.Namespace) -> bool:
 
 def train(args: argparse.Namespace) -> int:
     """`robustrl train --agent iql --dataset FILE --steps N --out DIR [--env ID] [--set k=v]`."""
+    from robustrl.agents import AGENTS
     from robustrl.core.config import parse_assignments
-    from robustrl.train.offline import train_offline
+    from robustrl.train.offline import offline_agents, train_offline, worker_names
 
     if args.resume:
         if args.agent or args.env or args.set or args.dataset:
@@ -115,22 +119,27 @@ def train(args: argparse.Namespace) -> int:
         result = train_offline("", resume=True, out=args.resume)
         out = args.resume
     else:
-        if args.dataset is None:
-            raise RobustRLError(f"{args.agent} is an offline agent: add --dataset FILE "
-                                "(make one with `robustrl data generate ENV --steps N --out "
-                                "FILE.npz`)")
         missing = [f"--{n}" for n in ("agent", "steps", "out") if getattr(args, n) is None]
         if missing:
             raise RobustRLError(f"train --dataset needs {', '.join(missing)}")
+        offline = offline_agents()
+        if args.agent not in offline:
+            raise RobustRLError(f"'{args.agent}' is not an offline agent; with --dataset "
+                                f"choose one of: {', '.join(offline)}")
+        if args.dataset is None:
+            online = ", ".join(sorted(set(AGENTS) - set(offline)))
+            raise RobustRLError(f"{args.agent} is an offline agent: add --dataset FILE (make one "
+                                "with `robustrl data generate ENV --steps N --out FILE.npz`), "
+                                f"or train with --env one of: {online}")
         for flag in ("reward", "labeler", "imports"):
             if getattr(args, flag, None):
                 raise RobustRLError(f"--{flag.rstrip('s')} does not apply to offline training")
-        if args.agent == "iql_tdmpc":
-            from robustrl.agents.tdmpc import train_manager
+        if args.agent not in worker_names():  # the tdmpc manager
+            from robustrl.train.manager import train_manager
 
             manager = train_manager(args.dataset, args.steps, out=args.out, seed=args.seed,
                                     overrides=parse_assignments(args.set))
-            print(f"trained iql_tdmpc for {manager.num_updates} updates -> {args.out}; "
+            print(f"trained {manager.name} for {manager.num_updates} updates -> {args.out}; "
                   f"train a worker with --set run.manager={args.out}")
             return 0
         result = train_offline(args.dataset, args.agent, args.steps, out=args.out,

@@ -79,9 +79,16 @@ class OfflineDataset:
         return self.metadata.get("env_id")
 
     @property
-    def num_episodes(self) -> int:
+    def episode_ends(self) -> np.ndarray:
+        """True on each episode's last row: a terminal, a timeout, or the file's last row
+        (a file may stop mid-episode)."""
         ends = self.terminals | self.timeouts
-        return int(ends.sum()) + int(len(ends) > 0 and not ends[-1])
+        ends[-1:] = True
+        return ends
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_ends.sum())
 
     def policy_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, next inputs): observations with the goal appended when there is one."""
@@ -133,6 +140,19 @@ def load_dataset(path: str | Path) -> OfflineDataset:
         return _from_flat(_read_hdf5(path), path, {})
     raise RobustRLError(f"dataset {path}: unknown format; expected .npz (robustrl), "
                         ".hdf5/.h5 (D4RL) or a Minari dataset folder")
+
+
+def peek_env_id(path: str | Path) -> str | None:
+    """The env id in a robustrl .npz's metadata without loading the arrays (a run resolves its
+    per-env hyperparameters before the data); None for other files or a broken one, which
+    `load_dataset` reports properly later."""
+    if Path(path).suffix != ".npz" or not Path(path).is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["metadata"])).get("env_id") if "metadata" in f else None
+    except Exception:
+        return None
 
 
 def _load_npz(path: Path) -> OfflineDataset:

@@ -10,13 +10,14 @@ A run directory holds
 The normalized score uses the dataset's reference returns (random policy and
 planner-controller on the same env version and the same episode seeds); a PointMaze dataset
 without them (e.g. a D4RL/Minari file) gets them measured once before training.
+The IQL-TD-MPC manager trains in `robustrl.train.manager`; a worker uses it via run.manager.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,33 +26,47 @@ import numpy as np
 import tomli_w
 import torch
 
+from robustrl.agents import AGENTS, agent_class, capabilities, resolve_config
 from robustrl.agents.base import CHECKPOINT_FORMAT, read_checkpoint
-from robustrl.agents.offline import OfflineWorker, TransitionSampler, torch_device
+from robustrl.agents.offline import OfflineWorker, TransitionSampler, env_input, torch_device
+from robustrl.agents.tdmpc import IntentPolicy, load_manager
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
+from robustrl.core.normalizer import FixedNormalizer
 from robustrl.core.progress import progress
-from robustrl.data.dataset import OfflineDataset, load_dataset
-from robustrl.train.run import read_run_toml
-
-WORKERS: dict[str, str] = {
-    "iql": "robustrl.agents.iql:IQL",
-    "td3bc": "robustrl.agents.td3bc:TD3BC",
-    "awac": "robustrl.agents.awac:AWAC",
-    "cql": "robustrl.agents.cql:CQL",
-}
-"""Offline agent name -> "module:Class"."""
+from robustrl.data.dataset import OfflineDataset, load_dataset, peek_env_id
+from robustrl.data.generate import GenerateConfig, reference_returns, rollout_returns
+from robustrl.envs import make
+from robustrl.train.rundir import read_run_toml
 
 
-def worker_class(name: str) -> type[OfflineWorker]:
-    if name not in WORKERS:
+# ----------------------------------------------------------------------------- learners
+def offline_agents() -> list[str]:
+    """Registry names of the offline learners (the workers and the tdmpc manager)."""
+    return sorted(n for n in AGENTS if capabilities(n).learning == "offline")
+
+
+def worker_names() -> list[str]:
+    """Registry names of the offline learners a dataset run trains (all but managers)."""
+    return [n for n in offline_agents() if issubclass(agent_class(n), OfflineWorker)]
+
+
+def offline_worker_class(name: str) -> type[OfflineWorker]:
+    """The worker class registered as `name`; any other name is refused in one line."""
+    if name not in AGENTS or capabilities(name).learning != "offline":
         raise RobustRLError(f"unknown offline agent '{name}'; available: "
-                            f"{', '.join(sorted(WORKERS))}")
-    module, _, attr = WORKERS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+                            f"{', '.join(worker_names())}")
+    cls = agent_class(name)
+    if not issubclass(cls, OfflineWorker):
+        raise RobustRLError(f"{name} is a manager, not a worker: train it with "
+                            f"`robustrl train --agent {name} --dataset FILE`, then a worker "
+                            f"({', '.join(worker_names())}) with --set run.manager=DIR")
+    return cls
 
 
+# ----------------------------------------------------------------------------- config
 @dataclass
 class OfflineRunConfig:
     agent: str
@@ -100,44 +115,30 @@ class OfflineResult:
     out: Path | None
 
 
-# ----------------------------------------------------------------------------- config
-def build_offline_run(agent: str, dataset: str | Path, steps: int, seed: int = 0,
-                      env: str | None = None,
-                      overrides: dict[str, Any] | None = None) -> OfflineRun:
-    """Dataclass defaults <- agents/<agent>.toml (by env id) <- overrides (`run.x` or agent)."""
-    from robustrl.agents import hyperparameters
-
-    cls = worker_class(agent)
-    run = OfflineRunConfig(agent=agent, dataset=str(dataset), steps=steps, seed=seed,
-                           env=env or "")
+def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`run.x` keys, agent keys): `agent.x` and bare keys (`beta`) both set the agent."""
     run_keys, agent_keys = {}, {}
     for key, value in (overrides or {}).items():
         head, dot, rest = key.partition(".")
         if dot and head == "run":
             run_keys[rest] = value
-        elif dot and head == "agent":
-            agent_keys[rest] = value
         else:
-            agent_keys[key] = value
-    run = replace(run, run_keys, prefix="run.")
+            agent_keys[rest if dot and head == "agent" else key] = value
+    return run_keys, agent_keys
+
+
+def build_offline_run(agent: str, dataset: str | Path, steps: int, seed: int = 0,
+                      env: str | None = None,
+                      overrides: dict[str, Any] | None = None) -> OfflineRun:
+    """Dataclass defaults <- agents/<agent>.toml (by env id) <- overrides (`run.x` or agent)."""
+    offline_worker_class(agent)
+    run_keys, agent_keys = split_overrides(overrides)
+    run = replace(OfflineRunConfig(agent=agent, dataset=str(dataset), steps=steps, seed=seed,
+                                   env=env or ""), run_keys, prefix="run.")
     if run.steps < 1:
         raise RobustRLError(f"--steps must be positive, got {run.steps}")
-    env_id = run.env or _dataset_env_id(run.dataset)
-    config = from_dict(cls.Config, hyperparameters(agent, env_id), prefix="agent.")
-    return OfflineRun(run=run, agent=replace(config, agent_keys, prefix="agent."))
-
-
-def _dataset_env_id(path: str) -> str | None:
-    """The env id in a robustrl .npz's metadata, without loading the arrays."""
-    if not path.endswith(".npz") or not Path(path).is_file():
-        return None
-    try:
-        import json
-
-        with np.load(path, allow_pickle=False) as f:
-            return json.loads(str(f["metadata"])).get("env_id") if "metadata" in f else None
-    except Exception:
-        return None  # load_dataset reports a broken file properly later
+    return OfflineRun(run=run, agent=resolve_config(agent, run.env or peek_env_id(run.dataset),
+                                                    agent_keys))
 
 
 def save_offline_config(out: Path, cfg: OfflineRun) -> None:
@@ -149,11 +150,13 @@ def save_offline_config(out: Path, cfg: OfflineRun) -> None:
 
 def load_offline_config(out: str | Path) -> OfflineRun:
     data = read_run_toml(out)
-    if data.get("run", {}).get("agent") == "iql_tdmpc":
+    name = data.get("run", {}).get("agent")
+    if name in AGENTS and not issubclass(agent_class(name), OfflineWorker):
         raise RobustRLError(f"{out} is a manager run; manager training does not resume, "
                             "train it again into a new --out")
     run = from_dict(OfflineRunConfig, data.get("run", {}), prefix="run.")
-    agent = from_dict(worker_class(run.agent).Config, data.get("agent", {}), prefix="agent.")
+    agent = from_dict(offline_worker_class(run.agent).Config, data.get("agent", {}),
+                      prefix="agent.")
     return OfflineRun(run=run, agent=agent, references=dict(data.get("references", {})))
 
 
@@ -167,20 +170,9 @@ def is_offline_run(out: str | Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def goal_conditioned(data: OfflineDataset) -> bool:
-    return data.goals is not None
-
-
-def make_policy(worker: OfflineWorker, use_goal: bool):
+def make_policy(worker: OfflineWorker, use_goal: bool) -> Callable[[Any], np.ndarray]:
     """Env observation -> action: [observation, desired_goal] on goal-conditioned data."""
-    def policy(obs: Any) -> np.ndarray:
-        if isinstance(obs, dict):
-            parts = [obs["observation"], obs["desired_goal"]] if use_goal else \
-                [obs["observation"]]
-            obs = np.concatenate(parts)
-        return worker.act(obs, deterministic=True)
-
-    return policy
+    return lambda obs: worker.act(env_input(obs, use_goal), deterministic=True)
 
 
 def evaluate_worker(worker: OfflineWorker, env_id: str, episodes: int, seed: int,
@@ -190,15 +182,8 @@ def evaluate_worker(worker: OfflineWorker, env_id: str, episodes: int, seed: int
     """Mean return (and success, normalized score when references are known) in the env.
 
     With an IQL-TD-MPC `manager`, the worker acts on [observation, goal, intent]."""
-    from robustrl.data.generate import rollout_returns
-    from robustrl.envs import make
-
-    if manager is not None:
-        from robustrl.agents.tdmpc import IntentPolicy
-
-        policy = IntentPolicy(manager, worker, use_goal, seed)
-    else:
-        policy = make_policy(worker, use_goal)
+    policy = IntentPolicy(manager, worker, use_goal, seed) if manager is not None else \
+        make_policy(worker, use_goal)
     env = make(env_id, **(env_kwargs or {}))
     try:
         result = rollout_returns(env, policy, episodes, seed)
@@ -220,11 +205,8 @@ def _references(data: OfflineDataset, cfg: OfflineRun, env_id: str) -> dict[str,
     if cfg.references:
         return cfg.references
     if env_id.startswith("maze/PointMaze_"):
-        from robustrl.data.generate import GenerateConfig, reference_returns
-
-        refs = reference_returns(env_id, GenerateConfig(ref_episodes=max(cfg.run.eval_episodes,
-                                                                         10),
-                                                        ref_seed=cfg.run.eval_seed))
+        refs = reference_returns(env_id, GenerateConfig(
+            ref_episodes=max(cfg.run.eval_episodes, 10), ref_seed=cfg.run.eval_seed))
         cfg.references = {k: refs[k] for k in ("ref_min_score", "ref_max_score")}
         return cfg.references
     return {}
@@ -265,27 +247,24 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     if out is not None and not resume and (out / "config.toml").exists():
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
     references = _references(data, cfg, env_id)
-    use_goal = goal_conditioned(data)
+    use_goal = data.goals is not None
     inputs, next_inputs = data.policy_inputs()
     manager = None
     if r.manager:
-        from robustrl.agents.tdmpc import load_manager
-
         manager = load_manager(r.manager, device)
         if manager.in_dim != inputs.shape[1]:
             raise RobustRLError(f"manager {r.manager} takes inputs of size {manager.in_dim}; "
                                 f"this dataset gives {inputs.shape[1]}")
-        intents, next_intents = manager.relabel(data, inputs, seed=r.seed)
+        intents, next_intents = manager.relabel(inputs, data.episode_ends, seed=r.seed)
         inputs = np.concatenate([inputs, intents], 1)
         next_inputs = np.concatenate([next_inputs, next_intents], 1)
     env_kwargs = dict(data.metadata.get("eval_env_kwargs") or {})
     action_low, action_high = _action_bounds(env_id, env_kwargs, data)
 
-    mean, std = (inputs.mean(0), inputs.std(0) + 1e-3) if r.normalize else (None, None)
-    worker = worker_class(r.agent)(inputs.shape[1], data.actions.shape[1], cfg.agent,
-                                   seed=r.seed, obs_mean=mean, obs_std=std,
-                                   action_low=action_low, action_high=action_high,
-                                   device=device)
+    worker = offline_worker_class(r.agent)(
+        inputs.shape[1], data.actions.shape[1], cfg.agent, seed=r.seed,
+        normalizer=FixedNormalizer.fit(inputs) if r.normalize else None,
+        action_low=action_low, action_high=action_high, device=device)
     sampler = TransitionSampler(inputs, data.actions, data.rewards, next_inputs,
                                 data.terminals.astype(np.float32), seed=r.seed, device=device)
     resume_step = None
@@ -346,8 +325,6 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
 
 def _action_bounds(env_id: str, env_kwargs: dict[str, Any],
                    data: OfflineDataset) -> tuple[np.ndarray, np.ndarray]:
-    from robustrl.envs import make
-
     env = make(env_id, **env_kwargs)
     try:
         space = env.action_space
@@ -362,6 +339,7 @@ def _action_bounds(env_id: str, env_kwargs: dict[str, Any],
 def _save(worker: OfflineWorker, sampler: TransitionSampler, cfg: OfflineRun,
           path: Path) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "offline", "agent": worker.name,
+                       "obs_dim": worker.obs_dim, "act_dim": worker.act_dim,
                        "config": to_dict(cfg.agent), "run": to_dict(cfg.run),
                        "state": worker.state_dict(),
                        "sampler_rng": sampler.generator.get_state(),
@@ -382,9 +360,8 @@ def load_worker(path: str | Path) -> OfflineWorker:
         path = next((path / n for n in ("agent.pt", "checkpoint.pt") if (path / n).exists()),
                     path / "agent.pt")
     checkpoint = read_checkpoint(path, kind="offline")
-    cls = worker_class(checkpoint["agent"])
-    state = checkpoint["state"]
-    worker = cls(len(state["obs_mean"]), len(state["action_scale"]),
+    cls = offline_worker_class(checkpoint["agent"])
+    worker = cls(checkpoint["obs_dim"], checkpoint["act_dim"],
                  from_dict(cls.Config, checkpoint["config"]))
-    worker.load_state_dict(state)
+    worker.load_state_dict(checkpoint["state"])
     return worker

@@ -301,7 +301,7 @@ def test_learns_toy_task(kind):
     space = SPACES[kind]
     agent = HybridSAC(lambda: ToyEnv(space, horizon=1),
                       HybridSACConfig(learning_starts=200, batch_size=64, hidden=(64,),
-                                      gamma=0.0, actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3),
+                                      gamma=0.0, lr=1e-3),
                       seed=0)
     agent.learn(2500)
     env = ToyEnv(space, horizon=1)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from robustrl import agents as agents_module
 from robustrl.agents import load, make_agent, resolve_config
 from robustrl.agents.mfq import (
     MFQ,
@@ -23,9 +22,8 @@ SMALL = {"hidden": (32, 32), "learning_starts": 40, "batch_size": 16, "log_inter
 
 
 @pytest.fixture(autouse=True)
-def registered(monkeypatch):
+def one_thread():
     torch.set_num_threads(1)
-    monkeypatch.setitem(agents_module.AGENTS, "mfq", "robustrl.agents.mfq:MFQ")
 
 
 def _spread(seed=0, **config):

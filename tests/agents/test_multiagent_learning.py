@@ -1,6 +1,6 @@
 """Learning checks of the multi-agent learners on fixed seeds and small budgets.
 
-Budgets and the numbers they reached are recorded in experiments/results/multiagent.md.
+Budgets and the numbers they reached are recorded in experiments/multiagent/results/multiagent.md.
 Both are `slow` (minutes on a shared 2-core machine):
     pytest -m slow tests/agents/test_multiagent_learning.py -s
 """
@@ -9,20 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from robustrl import agents as agents_module
 from robustrl.agents import make_agent
 from robustrl.envs import make
 from robustrl.envs.traffic_baselines import evaluate_controller
 from robustrl.train import evaluate
 
-MULTI = {"mappo": "robustrl.agents.mappo:MAPPO", "idqn": "robustrl.agents.idqn:IDQN"}
-
 
 @pytest.fixture(autouse=True)
-def registered(monkeypatch):
+def one_thread():
     torch.set_num_threads(1)
-    for name, target in MULTI.items():
-        monkeypatch.setitem(agents_module.AGENTS, name, target)
 
 
 def random_return(episodes: int = 100, seed: int = 10_000) -> float:

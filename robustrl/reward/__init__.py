@@ -3,9 +3,10 @@
 Losses work on reward differences Δ (:mod:`.losses`), labelers make synthetic preferences
 from known rewards (:mod:`.labelers`), reward models map items to rewards (:mod:`.models`,
 :mod:`.text`), datasets load real preference files (:mod:`.data`), and :mod:`.train` fits any
-of them. :mod:`.heron` holds HERON's hierarchical comparison rule and :mod:`.rl` the
-RL-from-preferences loop (any agent on a learned reward). ``robustrl reward train | eval``
-lives in :mod:`.cli`.
+of them. :mod:`.heron` holds HERON's hierarchical comparison rule. RL from preferences (any
+agent on a learned reward) is :mod:`.preference_loop`, with its reward model in
+:mod:`.segment_model` and the env wrappers a run applies in :mod:`.wrappers`. The
+``robustrl reward train | eval`` command lives in :mod:`robustrl.cli.reward`.
 """
 
 from robustrl.reward.data import (
@@ -40,7 +41,7 @@ from robustrl.reward.losses import (
     make_loss,
 )
 from robustrl.reward.models import RewardNet, RewardNetConfig, RewardOutput
-from robustrl.reward.rl import PreferenceLoop, RewardConfig, build_loop
+from robustrl.reward.preference_loop import PreferenceLoop, RewardConfig, build_loop
 from robustrl.reward.train import Pairs, TrainConfig, TrainResult, fit_preferences, fit_ratings
 
 __all__ = [

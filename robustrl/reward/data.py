@@ -184,6 +184,8 @@ def _text(row: dict, key: str) -> str:
 
 
 def _num(row: dict, key: str, lo: float, hi: float, integer: bool = False) -> float:
+    if key not in row:
+        raise _Bad(f"missing field {key!r}")
     v = row[key]
     if isinstance(v, str) and v.strip().lstrip("+-").isdigit():
         v = int(v)
@@ -230,8 +232,6 @@ def _hh(row: dict) -> _Pair:
 
 def _autoj(row: dict) -> _Pair:
     prompt, r1, r2 = _text(row, "prompt"), _text(row, "response 1"), _text(row, "response 2")
-    if "label" not in row:
-        raise _Bad("missing field 'label'")
     label = _num(row, "label", 0, 2, integer=True)
     scenario = row.get("scenario", "autoj")
     chosen, rejected = (r2, r1) if label == 1 else (r1, r2)
@@ -247,8 +247,6 @@ def _pandalm(row: dict) -> _Pair:
     prompt = f"{instruction}\n\n{extra}" if extra else instruction
     counts = [0, 0, 0]  # tie, response1, response2
     for k in ("annotator1", "annotator2", "annotator3"):
-        if k not in row:
-            raise _Bad(f"missing field {k!r}")
         counts[int(_num(row, k, 0, 2, integer=True))] += 1
     tie, one, two = counts
     if two > one and two > tie:
@@ -259,8 +257,6 @@ def _pandalm(row: dict) -> _Pair:
 
 def _helpsteer2_pref(row: dict) -> _Pair:
     prompt, r1, r2 = _text(row, "prompt"), _text(row, "response_1"), _text(row, "response_2")
-    if "preference_strength" not in row:
-        raise _Bad("missing field 'preference_strength'")
     s = _num(row, "preference_strength", -3, 3, integer=True)
     chosen, rejected = (r2, r1) if s > 0 else (r1, r2)
     split = row.get("split", "helpsteer2")
@@ -303,9 +299,8 @@ def _detect(path: Path, rows: Iterable[tuple[int, Any]]) -> str:
         if {"chosen", "rejected"} <= keys:
             return "jsonl" if "prompt" in keys else "hh-rlhf"
         break
-    raise RobustRLError(
-        f"cannot tell the format of {path}; pass --format ({', '.join(format_names())})"
-    )
+    raise RobustRLError(f"cannot tell the format of {path}; pass --format "
+                        f"({', '.join(format_names())})")
 
 
 class _Collector:
@@ -337,12 +332,8 @@ class _Collector:
 
     def finish(self, n: int) -> None:
         if self.skipped:
-            log.warning(
-                "%s: skipped %d malformed rows; first: %s",
-                self.path,
-                self.skipped,
-                self.problems[0],
-            )
+            log.warning("%s: skipped %d malformed rows; first: %s", self.path, self.skipped,
+                        self.problems[0])
         if n == 0:
             why = f" ({self.skipped} malformed rows skipped)" if self.skipped else ""
             raise RobustRLError(f"{self.path}: no usable rows{why}; nothing to train or evaluate")
@@ -355,9 +346,8 @@ def load_preferences(path: str | Path, fmt: str = "auto", skip_bad: bool = False
     fmt = col.format(fmt)
     if fmt not in _PARSERS:
         hint = "; ratings load with load_ratings" if fmt == "helpsteer2" else ""
-        raise RobustRLError(
-            f"unknown preference format {fmt!r}; choose one of: {', '.join(_PARSERS)}{hint}"
-        )
+        raise RobustRLError(f"unknown preference format {fmt!r}; choose one of: "
+                            f"{', '.join(_PARSERS)}{hint}")
     items: dict[tuple[str, str], int] = {}
     rows = [(line, *p) for line, p in col.parse(_PARSERS[fmt])]
     col.finish(len(rows))
@@ -372,8 +362,7 @@ def load_preferences(path: str | Path, fmt: str = "auto", skip_bad: bool = False
         rejected=np.array(r),
         label=np.array(label, dtype=np.float32),
         strength=np.array([1.0 if s is None else s for s in strength], np.float32)
-        if known
-        else None,
+        if known else None,
         votes=np.array(votes, dtype=np.float32) if votes[0] is not None else None,
         subset=np.array(subset, dtype=object),
         line=np.array(lines),
@@ -411,9 +400,8 @@ def load_ratings(path: str | Path, fmt: str = "helpsteer2", skip_bad: bool = Fal
     )
 
 
-def split_by_prompt(
-    data: PreferenceData, test_frac: float, seed: int = 0
-) -> tuple[PreferenceData, PreferenceData]:
+def split_by_prompt(data: PreferenceData, test_frac: float,
+                    seed: int = 0) -> tuple[PreferenceData, PreferenceData]:
     """Train/test split that keeps all pairs of a prompt together (no prompt leaks)."""
     if not 0 < test_frac < 1:
         raise RobustRLError(f"test fraction must be in (0, 1), got {test_frac}")
@@ -427,9 +415,8 @@ def split_by_prompt(
     return data.select(np.flatnonzero(~test)), data.select(np.flatnonzero(test))
 
 
-def evaluate_pairs(
-    reward_chosen: np.ndarray, reward_rejected: np.ndarray, data: PreferenceData
-) -> dict[str, Any]:
+def evaluate_pairs(reward_chosen: np.ndarray, reward_rejected: np.ndarray,
+                   data: PreferenceData) -> dict[str, Any]:
     """RewardBench-style accuracy: fraction with r(chosen) > r(rejected); equal rewards count
     as wrong. Tie-labelled pairs have no right answer for a scalar reward and are left out
     (their count is reported). Returns overall (micro), mean over subsets (macro), per subset.

@@ -13,7 +13,7 @@ Margins are m_l = σ_l × std of factor l, the std taken over the batch being la
 a reference buffer (:meth:`HeronLabeler.set_scale`). Each call records which level decided
 each pair (:attr:`HeronLabeler.stats`): HERON's interpretability. This module is the one
 place the rule lives; the labeler is registered as ``"heron"`` for :func:`parse_labeler`, and
-the RL loop (:mod:`robustrl.reward.rl`) feeds it the env's ``info["reward_factors"]``.
+the RL loop (:mod:`robustrl.reward.preference_loop`) feeds it the env's ``info["reward_factors"]``.
 """
 
 from __future__ import annotations

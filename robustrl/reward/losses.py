@@ -49,7 +49,6 @@ __all__ = [
     "meanvar_class_probs",
     "preference_target",
     "r3m_delta",
-    "regression_loss",
     "soft_target_loss",
 ]
 
@@ -89,14 +88,8 @@ def r3m_delta(delta: Tensor, lam: float) -> Tensor:
     return (math.log(1.0 / lam - 1.0) - delta.detach()).clamp_min(0.0)
 
 
-def adaptive_tau(
-    delta: Tensor,
-    tau0: float = 0.1,
-    tau_max: float | None = 4.0,
-    rho0: float = 0.1,
-    steps: int = 3,
-    quadratic: bool = False,
-) -> Tensor:
+def adaptive_tau(delta: Tensor, tau0: float = 0.1, tau_max: float | None = 4.0,
+                 rho0: float = 0.1, steps: int = 3, quadratic: bool = False) -> Tensor:
     """Per-pair temperatures τ_i of adaptive preference scaling, by Newton steps from τ = 1.
 
     Minimises f(τ) = −τ log σ(Δ/τ) + (ρ₀ − log 2) τ (or, quadratic, + ρ₀τ² − τ log 2) with
@@ -131,18 +124,6 @@ def _adaptive_objective(delta: Tensor, tau: Tensor, rho0: float, quadratic: bool
     """f(τ) per pair (Δ not detached: the model's gradient flows through Δ only)."""
     base = tau * F.softplus(-delta / tau) - tau * math.log(2.0)
     return base + (rho0 * tau.square() if quadratic else rho0 * tau)
-
-
-def _squared_errors(pred: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    observed = ~torch.isnan(target) if mask is None else mask & ~torch.isnan(target)
-    err = torch.where(observed, pred - torch.nan_to_num(target), 0.0)
-    return err.square(), observed
-
-
-def regression_loss(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Masked MSE over observed attributes (SteerLM); missing targets may also be NaN."""
-    sq, observed = _squared_errors(pred, target, mask)
-    return sq.sum() / observed.sum().clamp_min(1)
 
 
 def meanvar_class_probs(mean: Tensor, var: Tensor, n_classes: int = 5) -> Tensor:
@@ -189,13 +170,8 @@ def diverging_score(
     return (mean_a - mean_b).abs() - lam * (var_a.sqrt() + var_b.sqrt())
 
 
-def dpo_delta(
-    policy_chosen: Tensor,
-    policy_rejected: Tensor,
-    ref_chosen: Tensor,
-    ref_rejected: Tensor,
-    beta: float,
-) -> Tensor:
+def dpo_delta(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
+              ref_rejected: Tensor, beta: float) -> Tensor:
     """DPO's implicit reward difference β·[(log π − log π_ref)(chosen) − (…)(rejected)]."""
     return beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
 
@@ -368,12 +344,14 @@ class MeanVarLoss:
 
 @dataclass
 class RegressionLoss:
-    """Multi-attribute regression (SteerLM / HelpSteer2 ratings), missing attributes masked."""
+    """Multi-attribute regression (SteerLM / HelpSteer2 ratings): MSE over the observed
+    attributes; a missing one is masked out (``mask`` False) or given as NaN."""
 
     kind: ClassVar[str] = "regression"
 
     def __call__(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> LossOutput:
-        sq, observed = _squared_errors(pred, target, mask)
+        observed = ~torch.isnan(target) if mask is None else mask & ~torch.isnan(target)
+        sq = torch.where(observed, pred - torch.nan_to_num(target), 0.0).square()
         return LossOutput(sq.sum() / observed.sum().clamp_min(1), sq.sum(1).detach())
 
 
@@ -397,15 +375,9 @@ class DPOLoss:
         if self.beta <= 0:
             raise RobustRLError(f"dpo: beta must be > 0, got {self.beta}")
 
-    def __call__(
-        self,
-        policy_chosen: Tensor,
-        policy_rejected: Tensor,
-        ref_chosen: Tensor,
-        ref_rejected: Tensor,
-        strength: Tensor | None = None,
-        label: Tensor | None = None,
-    ) -> LossOutput:
+    def __call__(self, policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
+                 ref_rejected: Tensor, strength: Tensor | None = None,
+                 label: Tensor | None = None) -> LossOutput:
         delta = dpo_delta(policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.beta)
         return self.inner(delta, strength, label)
 
@@ -430,10 +402,6 @@ def loss_names() -> list[str]:
     return [*_LOSSES, *_DPO]
 
 
-def _params(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
 def make_loss(name: str, **params: object) -> PairwiseLoss | MeanVarLoss | RegressionLoss | DPOLoss:
     """Build a loss by name, e.g. ``make_loss("r3m", lam=0.3)``; bad input → one-line error.
 
@@ -449,7 +417,7 @@ def make_loss(name: str, **params: object) -> PairwiseLoss | MeanVarLoss | Regre
 
 
 def _build(name: str, cls: type, params: dict[str, object]) -> Any:
-    allowed = _params(cls)
+    allowed = [f.name for f in fields(cls)]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         has = ", ".join(allowed) if allowed else "none"

@@ -184,6 +184,14 @@ def _loop(
     return losses, time.perf_counter() - t0, time.process_time() - c0
 
 
+def _seeded_on_device(model: nn.Module, items: Any, cfg: TrainConfig) -> Any:
+    """Seed torch, move ``model`` to ``cfg.device``; ``items`` there too when a tensor (a text
+    model tokenizes its items itself)."""
+    torch.manual_seed(cfg.seed)
+    model.to(cfg.device)
+    return items.to(cfg.device) if isinstance(items, Tensor) else items
+
+
 def fit_preferences(
     model: nn.Module,
     items: Any,
@@ -196,9 +204,7 @@ def fit_preferences(
     _check(model, loss)
     if len(pairs) == 0:
         raise RobustRLError("no preference pairs to train on")
-    torch.manual_seed(cfg.seed)
-    model.to(cfg.device)
-    items = items.to(cfg.device) if isinstance(items, Tensor) else items
+    items = _seeded_on_device(model, items, cfg)
     pairs = pairs.to(cfg.device)
     n = len(pairs)
 
@@ -227,9 +233,7 @@ def fit_ratings(
         raise RobustRLError("regression needs a model with head='attributes'")
     if len(targets) == 0:
         raise RobustRLError("no ratings to train on")
-    torch.manual_seed(cfg.seed)
-    model.to(cfg.device)
-    items = items.to(cfg.device) if isinstance(items, Tensor) else items
+    items = _seeded_on_device(model, items, cfg)
     targets = targets.to(cfg.device)
     loss = RegressionLoss()
 

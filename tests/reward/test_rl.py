@@ -9,17 +9,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robustrl.agents import make_agent
+from robustrl.agents import agent_class, make_agent
 from robustrl.core.errors import RobustRLError
 from robustrl.envs import make, register
 from robustrl.reward.heron import HeronConfig
-from robustrl.reward.rl import (
-    FeatureEncoder,
-    LearnedRewardEnv,
-    ParallelLearnedRewardEnv,
+from robustrl.reward.preference_loop import (
+    PreferenceLoop,
     RewardConfig,
     build_loop,
+    check_vectorization,
 )
+from robustrl.reward.segment_model import FeatureEncoder
+from robustrl.reward.wrappers import LearnedRewardEnv, ParallelLearnedRewardEnv
 from robustrl.train import build_run, evaluate, load_run_config, train
 
 
@@ -49,7 +50,8 @@ class Toy(gym.Env):
         return self._draw(), correct, False, self.t >= self.length, info
 
 
-register("test/toy-factors", Toy, factors={"correct": "higher", "noise": "higher"},
+TOY = "test/toy-factors"
+register(TOY, Toy, factors={"correct": "higher", "noise": "higher"},
          ranking=["correct", "noise"])
 
 FAST_PPO = {"n_envs": 4, "n_steps": 64, "n_epochs": 4, "n_minibatches": 2, "lr": 3e-3,
@@ -60,6 +62,18 @@ def _reward(**kw) -> RewardConfig:
     base = dict(features=("obs", "act"), segment_length=5, queries=60, first_refresh=256,
                 refresh_every=512, epochs=20, hidden=(32,))
     return RewardConfig(**{**base, **kw})
+
+
+def _toy_loop(reward: RewardConfig, heron: HeronConfig | None = None, n_agents: int = 1,
+              seed: int = 0) -> PreferenceLoop:
+    return build_loop(reward, heron, env_id=TOY, observation_space=Toy.observation_space,
+                      action_space=Toy.action_space, n_agents=n_agents, seed=seed)
+
+
+def _first_then(first, make_next):
+    """The factory a run hands an agent: the env it already made first, then fresh ones."""
+    pending = [first]
+    return lambda: pending.pop() if pending else make_next()
 
 
 def test_feature_encoder_one_hots_discrete_actions() -> None:
@@ -87,10 +101,9 @@ def test_config_validation() -> None:
 
 
 def test_wrapper_reward_before_and_after_refresh() -> None:
-    agent = make_agent("ppo", "test/toy-factors", **FAST_PPO)
-    loop = build_loop(_reward(method="learned", segment_length=4), None, agent)
-    env = agent.env_fn()
-    assert isinstance(env, LearnedRewardEnv)
+    loop = _toy_loop(_reward(method="learned", segment_length=4))
+    env = loop.wrap(make(TOY))
+    assert isinstance(env, LearnedRewardEnv) and loop.wrap(env) is env
     obs, _ = env.reset(seed=0)
     for _ in range(42):
         _, r, _, truncated, info = env.step(1)
@@ -104,14 +117,17 @@ def test_wrapper_reward_before_and_after_refresh() -> None:
     _, r, _, _, _ = env.step(0)
     expected = loop.model.predict(loop.encoder(x[None], np.array([0]), None))[0]
     assert r == pytest.approx(float(expected))
-    loop.detach(agent)
-    assert not isinstance(agent.env_fn(), LearnedRewardEnv)
+    # the model's input normalization is fitted to the segment buffer and saved with it
+    state = loop.model.state_dict()
+    loop.model.fit_inputs(np.zeros((3, loop.encoder.dim), np.float32))
+    loop.model.load_state_dict(state)
+    assert loop.model.predict(loop.encoder(x[None], np.array([0]), None))[0] == \
+        pytest.approx(float(expected))
 
 
 def test_weighted_method_is_the_ranked_weighted_sum() -> None:
-    agent = make_agent("ppo", "test/toy-factors", **FAST_PPO)
-    loop = build_loop(_reward(method="weighted", beta=0.5), None, agent)
-    env = agent.env_fn()
+    loop = _toy_loop(_reward(method="weighted", beta=0.5))
+    env = loop.wrap(make(TOY))
     env.reset(seed=0)
     for _ in range(5):
         _, r, _, _, info = env.step(0)
@@ -122,10 +138,9 @@ def test_weighted_method_is_the_ranked_weighted_sum() -> None:
 
 def test_heron_ties_skipped_or_kept() -> None:
     for ties, expected in (("skip", 0), ("soft", 40)):
-        agent = make_agent("ppo", "test/toy-factors", **FAST_PPO)
-        loop = build_loop(_reward(method="heron", queries=40), HeronConfig(
-            ranking=("correct",), sigmas=(100.0,), ties=ties), agent)  # huge margin: all tie
-        env = agent.env_fn()
+        loop = _toy_loop(_reward(method="heron", queries=40), HeronConfig(
+            ranking=("correct",), sigmas=(100.0,), ties=ties))  # huge margin: all tie
+        env = loop.wrap(make(TOY))
         env.reset(seed=0)
         for _ in range(60):
             env.step(0)
@@ -137,24 +152,93 @@ def test_heron_ties_skipped_or_kept() -> None:
 
 
 def test_unknown_ranking_factor_is_one_line() -> None:
-    agent = make_agent("ppo", "test/toy-factors", **FAST_PPO)
     with pytest.raises(RobustRLError, match="unknown factors"):
-        build_loop(_reward(method="heron"), HeronConfig(ranking=("speed",)), agent)
+        _toy_loop(_reward(method="heron"), HeronConfig(ranking=("speed",)))
+    # an env not made from an id has the single factor env_reward
+    loop = build_loop(_reward(method="heron"), None, env_id=None,
+                      observation_space=Toy.observation_space, action_space=Toy.action_space,
+                      n_agents=1)
+    assert loop.factor_names == ("env_reward",)
 
 
-def test_async_vector_refused() -> None:
-    agent = make_agent("ppo", "test/toy-factors", **{**FAST_PPO, "vector": "async"})
+def _trained_loop(n_agents: int, mode: str) -> PreferenceLoop:
+    """A loop whose model was refreshed on random segments (features of the right width)."""
+    loop = _toy_loop(_reward(method="learned", multiagent=mode, queries=30, epochs=2),
+                     n_agents=n_agents)
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        feat = rng.normal(size=loop.buffer.feats.shape[-1]).astype(np.float32)
+        loop.step(t % 3, feat, float(feat[0] > 0), np.array([feat[0] > 0, rng.random()]), False)
+    assert loop.refresh()["rm/pairs"] > 0
+    return loop
+
+
+@pytest.mark.parametrize("mode", ["agent", "global"])
+def test_learned_rewards_for_relabelling(mode: str) -> None:
+    rng = np.random.default_rng(1)
+    obs, act = rng.uniform(-1, 1, (6, 3, 2)).astype(np.float32), rng.integers(0, 2, (6, 3))
+    # with an agent axis: each agent's own reward, or the team reward split evenly
+    loop = _trained_loop(3, mode)
+    per = np.stack([loop.encoder(obs[:, a], act[:, a], None) for a in range(3)], 1)  # (6, 3, D)
+    got = loop.learned_rewards(obs, act, obs)
+    if mode == "global":
+        expected = np.repeat(loop.model.predict(per.reshape(6, -1))[:, None] / 3, 3, 1)
+    else:
+        expected = loop.model.predict(per.reshape(18, -1)).reshape(6, 3)
+    assert got.shape == (6, 3) and np.allclose(got, expected, atol=1e-6)
+    # a single agent: (N, ...) in, (N,) out
+    loop = _trained_loop(1, mode)
+    got = loop.learned_rewards(obs[:, 0], act[:, 0], obs[:, 0])
+    assert np.allclose(got, loop.model.predict(loop.encoder(obs[:, 0], act[:, 0], None)))
+
+
+def test_refresh_relabels_through_the_buffer_method() -> None:
+    class Buffer:
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def __len__(self) -> int:
+            return 10
+
+        def relabel(self, reward_fn) -> None:
+            self.calls.append(reward_fn)
+
+    class Agent:
+        num_steps = 0
+        buffer = Buffer()
+
+    loop = _toy_loop(_reward(method="learned", first_refresh=20, refresh_every=20))
+    agent = Agent()
+    agent.num_steps = 10
+    loop.on_callback(agent)
+    assert agent.buffer.calls == []  # not due yet
+    env = loop.wrap(make(TOY))
+    env.reset(seed=0)
+    for _ in range(40):
+        env.step(1)
+    agent.num_steps = 40
+    metrics = loop.on_callback(agent)
+    assert metrics["rm/refreshes"] == 1 and agent.buffer.calls == [loop.learned_rewards]
+    assert vars(agent) == {"num_steps": 40}  # the loop assigned nothing on the agent
+
+
+def test_async_vector_refused(tmp_path) -> None:
     with pytest.raises(RobustRLError, match="vector=sync"):
-        build_loop(_reward(method="learned"), None, agent)
+        check_vectorization("async")
+    check_vectorization("sync")
+    overrides = {**FAST_PPO, "vector": "async", "reward.method": "learned",
+                 "run.tensorboard": False}
+    with pytest.raises(RobustRLError, match="vector=sync"):
+        train(build_run("ppo", TOY, 256, overrides=overrides), tmp_path / "run")
 
 
 @pytest.mark.parametrize("method", ["learned", "heron"])
 def test_ppo_learns_from_preferences_only(method: str) -> None:
-    agent = make_agent("ppo", "test/toy-factors", seed=1, **FAST_PPO)
     heron = HeronConfig(sigmas=(0.0,))
-    loop = build_loop(_reward(method=method, ensemble=2, active=True), heron, agent, seed=1)
+    loop = _toy_loop(_reward(method=method, ensemble=2, active=True), heron, seed=1)
+    factory = _first_then(loop.wrap(make(TOY)), lambda: loop.wrap(make(TOY)))
+    agent = make_agent("ppo", factory, seed=1, **FAST_PPO)
     agent.learn(6144, lambda a, m: loop.on_callback(a) and None)
-    loop.detach(agent)
     m = loop.metrics()
     assert m["rm/refreshes"] >= 10
     if method == "learned":  # HERON's ties on `correct` go to the pure-noise level: unlearnable
@@ -162,7 +246,8 @@ def test_ppo_learns_from_preferences_only(method: str) -> None:
     else:
         assert m["heron/level1_correct"] > 0.5 and m["heron/level2_noise"] > 0.1
     assert "factor/noise" in m and "env/return" in m
-    result = evaluate(agent, episodes=5, seed=123)  # true reward: 20 = always right
+    # true reward: 20 = always right
+    result = evaluate(agent, episodes=5, seed=123, env=make(TOY))
     assert result["return_mean"] >= 17.0, result
 
 
@@ -183,7 +268,9 @@ def test_replay_buffer_relabelled_and_run_resumes(tmp_path) -> None:
     assert restored.reward == cfg.reward and restored.heron == cfg.heron
     assert (run / "reward.pt").exists()
     # the replay buffer holds the final model's rewards (PEBBLE relabelling at each refresh)
-    loop = build_loop(cfg.reward, cfg.heron, agent)
+    loop = build_loop(cfg.reward, cfg.heron, env_id="gym/Pendulum-v1",
+                      observation_space=agent.observation_space,
+                      action_space=agent.action_space, n_agents=1)
     loop.load(run / "reward.pt")
     b = agent.buffer
     n = len(b)
@@ -200,11 +287,15 @@ def test_replay_buffer_relabelled_and_run_resumes(tmp_path) -> None:
 @pytest.mark.parametrize("mode", ["agent", "global"])
 def test_pettingzoo_wrapper_and_ippo(mode: str) -> None:
     pytest.importorskip("mpe2")
-    agent = make_agent("ippo", "mpe/simple_spread", n_envs=1, n_steps=50, n_epochs=1,
-                       hidden=[16])
+    probe = make("mpe/simple_spread")
+    obs_space, action_space, n_agents = agent_class("ippo").spaces_of(probe)
     loop = build_loop(_reward(method="heron", multiagent=mode, first_refresh=100,
-                              refresh_every=100, features=("obs",)), None, agent)
-    env = agent.make_extra_env()
+                              refresh_every=100, features=("obs",)), None,
+                      env_id="mpe/simple_spread", observation_space=obs_space,
+                      action_space=action_space, n_agents=n_agents)
+    factory = _first_then(loop.wrap(probe), lambda: loop.wrap(make("mpe/simple_spread")))
+    agent = make_agent("ippo", factory, n_envs=1, n_steps=50, n_epochs=1, hidden=[16])
+    env = factory()
     assert isinstance(env, ParallelLearnedRewardEnv)
     agent.learn(300, lambda a, m: loop.on_callback(a) and None)
     m = loop.metrics()
@@ -216,14 +307,14 @@ def test_pettingzoo_wrapper_and_ippo(mode: str) -> None:
         assert len(set(rewards.values())) == 1  # the team reward, split evenly
         assert loop.model.nets[0].cfg.in_dim == 3 * loop.encoder.dim
     env.close()
-    loop.detach(agent)
+    agent.close()
 
 
 def test_cli_flags_reach_the_config(tmp_path) -> None:
     from robustrl.cli import main
 
     out = tmp_path / "run"
-    code = main(["train", "--agent", "ppo", "--env", "test/toy-factors", "--steps", "256",
+    code = main(["train", "--agent", "ppo", "--env", TOY, "--steps", "256",
                  "--out", str(out), "--reward", "heron", "--set", "n_envs=1",
                  "--set", "heron.ranking=['noise', 'correct']", "--set", "run.tensorboard=false",
                  "--set", "reward.first_refresh=100", "--set", "reward.segment_length=5"])
@@ -235,4 +326,4 @@ def test_cli_flags_reach_the_config(tmp_path) -> None:
         row = list(csv.DictReader(f))[-1]
     assert float(row["heron/level1_noise"]) > 0.5 and "factor/correct" in row
     assert main(["train", "--resume", str(out), "--reward", "learned"]) == 2
-    assert make("test/toy-factors") is not None
+    assert make(TOY) is not None

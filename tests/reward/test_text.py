@@ -77,6 +77,20 @@ def test_malformed_rows_raise_with_file_and_line() -> None:
     assert "--skip-bad" in str(e.value)
 
 
+@pytest.mark.parametrize("fmt,row,field", [
+    ("autoj", {"prompt": "p", "response 1": "a", "response 2": "b"}, "label"),
+    ("pandalm", {"instruction": "i", "response1": "a", "response2": "b", "annotator1": 1,
+                 "annotator2": 1}, "annotator3"),
+    ("helpsteer2-pref", {"prompt": "p", "response_1": "a", "response_2": "b"},
+     "preference_strength"),
+])
+def test_missing_numeric_field_is_named(tmp_path, fmt: str, row: dict, field: str) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(RobustRLError, match=rf"rows.jsonl:1: missing field '{field}'"):
+        load_preferences(path, fmt)
+
+
 def test_skip_bad_counts_and_reports_every_kind() -> None:
     d = load_preferences(FIXTURES / "prefs_bad.jsonl", "jsonl", skip_bad=True)
     assert len(d) == 3 and d.skipped == 4

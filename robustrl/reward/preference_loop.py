@@ -5,21 +5,23 @@ One loop serves RLHF (``method = "learned"``: any labeler over the true reward, 
 the env's ranked ``info["reward_factors"]``) and the weighted-sum baseline of the HERON paper
 (``method = "weighted"``: r = Σ_l β^(l−1)·sign_l·f_l/std_l over the ranked factors, no model).
 
-Design (one place computes the learned reward, the main process):
+Design (one place computes the learned reward, the main process; the loop never touches an
+agent's attributes):
 
-- :meth:`PreferenceLoop.attach` wraps every env the agent makes (its ``env_fn``, the env it
-  already probed, and for multi-agent learners ``make_extra_env``, whose traffic copies are
-  subprocess proxies living in the main process). The wrapper records each step's features
+- :func:`build_loop` needs only the env id and the spaces the learner will use, so a run
+  builds it before the agent. The run's env factory passes every env the agent makes through
+  :meth:`PreferenceLoop.wrap` (:mod:`.wrappers`), which records each step's features
   (observation, action, next observation), env reward and factors, and returns the current
-  reward model's reward in place of the env reward (``info["env_reward"]`` keeps the latter).
-  So the reward model never leaves the process and a refresh takes effect at the next step.
-  PPO's ``vector = "async"`` would copy the model into subprocesses: it is refused.
+  reward model's reward in place of the env reward. So the reward model never leaves the
+  process and a refresh takes effect at the next step. PPO's ``vector = "async"`` would copy
+  the model into subprocesses: :func:`check_vectorization` refuses it.
 - Every ``refresh_every`` env steps (checked at the agent's log callback, i.e. between
   rollouts/updates) the loop draws ``queries`` pairs of length-L segments from its buffer of
   recent segments (optionally the ones the ensemble disagrees on most), labels them, and
   retrains the ensemble (warm start) with the shared preference trainer
   (:func:`robustrl.reward.train.fit_preferences`, any loss of :mod:`.losses`). Replay buffers
-  of off-policy agents (``agent.buffer``) are then relabelled with the new model (PEBBLE).
+  of off-policy agents are then relabelled with the new model (PEBBLE) through their public
+  ``agent.buffer.relabel(reward_fn)`` with :meth:`PreferenceLoop.learned_rewards`.
 - Before the first refresh the learned reward is 0.
 - PettingZoo envs: ``multiagent = "agent"`` makes one segment stream per agent and one reward
   model shared by all agents (per-agent factors, e.g. each traffic light's own queue);
@@ -29,12 +31,10 @@ Design (one place computes the learned reward, the main process):
 The env reward, its episode return and every factor's episode sum are logged by
 :meth:`PreferenceLoop.metrics` (``env/return``, ``factor/<name>``, ``env/system_*``).
 """
-
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,24 +44,22 @@ import torch
 
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
-from robustrl.core.networks import NumpyMLP
 from robustrl.core.normalizer import RunningMeanStd
+from robustrl.envs import spec
 from robustrl.reward.heron import HeronConfig, HeronLabeler, aggregate
 from robustrl.reward.labelers import Labeler, Rational, parse_labeler
 from robustrl.reward.losses import PairwiseLoss, make_loss
-from robustrl.reward.models import RewardNet, RewardNetConfig
+from robustrl.reward.segment_model import FeatureEncoder, RewardEnsemble, SegmentBuffer
 from robustrl.reward.train import Pairs, TrainConfig, fit_preferences
+from robustrl.reward.wrappers import (
+    EpisodeTotals,
+    LearnedRewardEnv,
+    ParallelLearnedRewardEnv,
+    episode_metrics,
+)
 
-__all__ = [
-    "FeatureEncoder",
-    "LearnedRewardEnv",
-    "ParallelLearnedRewardEnv",
-    "PreferenceLoop",
-    "RewardConfig",
-    "RewardEnsemble",
-    "SegmentBuffer",
-    "build_loop",
-]
+__all__ = ["PreferenceLoop", "RewardConfig", "build_loop", "check_vectorization"]
+
 
 Method = Literal["none", "learned", "heron", "weighted"]
 
@@ -137,138 +135,12 @@ class RewardConfig:
             raise RobustRLError("reward.active needs reward.ensemble >= 2 (disagreement)")
 
 
-# ----------------------------------------------------------------------------------------
-# Features: one encoder for the wrappers (one step) and replay relabelling (batches)
-
-
-class FeatureEncoder:
-    """Maps (obs, action, next_obs) to the reward model's input vector."""
-
-    def __init__(self, obs_space: gym.Space, action_space: gym.Space,
-                 parts: tuple[str, ...]) -> None:
-        self.parts = parts
-        self.obs_dim = int(np.prod(obs_space.shape))
-        if isinstance(action_space, gym.spaces.Discrete):
-            self.act_sizes: list[int] | None = [int(action_space.n)]
-            self.act_dim = int(action_space.n)
-        elif isinstance(action_space, gym.spaces.MultiDiscrete):
-            self.act_sizes = [int(n) for n in action_space.nvec.ravel()]
-            self.act_dim = sum(self.act_sizes)
-        elif isinstance(action_space, gym.spaces.Box):
-            self.act_sizes = None
-            self.act_dim = int(np.prod(action_space.shape))
-        else:
-            raise RobustRLError(f"learned rewards support Box, Discrete and MultiDiscrete "
-                                f"actions, not {type(action_space).__name__}")
-        sizes = {"obs": self.obs_dim, "act": self.act_dim, "next_obs": self.obs_dim}
-        self.dim = sum(sizes[p] for p in parts)
-
-    def action(self, act: np.ndarray, batch: int) -> np.ndarray:
-        if self.act_sizes is None:
-            return np.asarray(act, np.float32).reshape(batch, self.act_dim)
-        idx = np.asarray(act).reshape(batch, len(self.act_sizes)).astype(np.int64)
-        out = np.zeros((batch, self.act_dim), np.float32)
-        offset = 0
-        for k, n in enumerate(self.act_sizes):
-            out[np.arange(batch), offset + idx[:, k]] = 1.0
-            offset += n
-        return out
-
-    def __call__(self, obs: Any, act: Any, next_obs: Any) -> np.ndarray:
-        """Batched: obs (B, ...) → (B, dim)."""
-        obs = np.asarray(obs, np.float32)
-        b = obs.shape[0]
-        parts = {"obs": lambda: obs.reshape(b, -1),
-                 "act": lambda: self.action(act, b),
-                 "next_obs": lambda: np.asarray(next_obs, np.float32).reshape(b, -1)}
-        return np.concatenate([parts[p]() for p in self.parts], 1)
-
-
-# ----------------------------------------------------------------------------------------
-# Reward model: an ensemble of the shared RewardNet
-
-
-class RewardEnsemble:
-    """K RewardNets with fixed input normalization; rewards through numpy snapshots."""
-
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], k: int, seed: int) -> None:
-        torch.manual_seed(seed)
-        self.nets = [RewardNet(RewardNetConfig(in_dim=in_dim, hidden=hidden)) for _ in range(k)]
-        self.in_mean = np.zeros(in_dim, np.float32)
-        self.in_std = np.ones(in_dim, np.float32)
-        self.out_mean, self.out_std = 0.0, 1.0
-        self.trained = False
-        self._snap: list[NumpyMLP] = []
-
-    def normalize_inputs(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.in_mean) / self.in_std, -10, 10).astype(np.float32)
-
-    def members(self, x: np.ndarray) -> np.ndarray:
-        """(K, ...) raw per-step rewards of each member for raw features x (..., D)."""
-        if not self._snap:
-            self._snap = [NumpyMLP(n.mlp) for n in self.nets]
-        xn = self.normalize_inputs(x)
-        return np.stack([m(xn)[..., 0] for m in self._snap])
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Normalized ensemble-mean reward of raw features x (B, D); 0 before training."""
-        if not self.trained:
-            return np.zeros(x.shape[0], np.float32)
-        return ((self.members(x).mean(0) - self.out_mean) / self.out_std).astype(np.float32)
-
-    def refreshed(self) -> None:
-        self._snap = []
-        self.trained = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"nets": [n.state_dict() for n in self.nets], "in_mean": self.in_mean,
-                "in_std": self.in_std, "out": (self.out_mean, self.out_std),
-                "trained": self.trained}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for n, s in zip(self.nets, state["nets"]):
-            n.load_state_dict(s)
-        self.in_mean, self.in_std = state["in_mean"], state["in_std"]
-        self.out_mean, self.out_std = state["out"]
-        self.trained = state["trained"]
-        self._snap = []
-
-
-# ----------------------------------------------------------------------------------------
-# Segments
-
-
-class SegmentBuffer:
-    """FIFO of complete length-L segments: features (N, L, D), env reward (N, L), factors
-    (N, L, F) in rank order (raw values; signs are applied by the users)."""
-
-    def __init__(self, capacity: int, length: int, dim: int, n_factors: int) -> None:
-        self.capacity, self.length = capacity, length
-        self.feats = np.zeros((capacity, length, dim), np.float32)
-        self.rewards = np.zeros((capacity, length), np.float32)
-        self.factors = np.zeros((capacity, length, n_factors), np.float32)
-        self.pos = self.size = self.added = 0
-
-    def add(self, feats: np.ndarray, rewards: np.ndarray, factors: np.ndarray) -> None:
-        i = self.pos
-        self.feats[i], self.rewards[i], self.factors[i] = feats, rewards, factors
-        self.pos = (self.pos + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-        self.added += 1
-
-    def __len__(self) -> int:
-        return self.size
-
-    def state_dict(self) -> dict[str, Any]:
-        n = self.size
-        return {"feats": self.feats[:n].copy(), "rewards": self.rewards[:n].copy(),
-                "factors": self.factors[:n].copy(), "pos": self.pos, "size": n,
-                "added": self.added}
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        n = s["size"]
-        self.feats[:n], self.rewards[:n], self.factors[:n] = s["feats"], s["rewards"], s["factors"]
-        self.pos, self.size, self.added = s["pos"], n, s["added"]
+def check_vectorization(vector: str) -> None:
+    """Refuse an agent's ``vector = "async"`` under a learned reward: the reward model lives
+    in this process, and async workers would step copies of it that no refresh reaches."""
+    if vector == "async":
+        raise RobustRLError("learned rewards are computed in the main process; use "
+                            "vector=sync (async would copy the reward model into workers)")
 
 
 class _Stream:
@@ -280,20 +152,6 @@ class _Stream:
         self.feats: list[np.ndarray] = []
         self.rewards: list[float] = []
         self.factors: list[np.ndarray] = []
-
-
-@dataclass
-class _Episode:
-    """Per-wrapper episode totals of what the env itself reports."""
-
-    ret: float = 0.0
-    length: int = 0
-    factors: dict[str, float] = field(default_factory=dict)
-    system: dict[str, list[float]] = field(default_factory=dict)
-
-
-# ----------------------------------------------------------------------------------------
-# The loop
 
 
 class PreferenceLoop:
@@ -313,6 +171,7 @@ class PreferenceLoop:
             raise RobustRLError("reward: need one direction per ranked factor")
         self.multi_global = n_agents > 1 and cfg.multiagent == "global"
         self.n_agents = n_agents
+        self.obs_ndim = len(obs_space.shape)
         self.encoder = FeatureEncoder(obs_space, action_space, cfg.features)
         dim = self.encoder.dim * (n_agents if self.multi_global else 1)
         self.rng = np.random.default_rng(seed + cfg.seed)
@@ -344,8 +203,7 @@ class PreferenceLoop:
         self.refreshes = 0
         self.last: dict[str, float] = {}
         self._streams: dict[Any, _Stream] = {}
-        self.episodes: deque[_Episode] = deque(maxlen=20)
-        self._attached: dict[str, Any] = {}
+        self.episodes: deque[EpisodeTotals] = deque(maxlen=20)
 
     # ----------------------------------------------------------------- per step
     def factor_vector(self, factors: dict[str, float]) -> np.ndarray:
@@ -448,9 +306,8 @@ class PreferenceLoop:
             return out
         # input normalization from the current buffer (the model is retrained on all pairs)
         flat = self.buffer.feats[:len(self.buffer)].reshape(-1, self.buffer.feats.shape[-1])
-        self.model.in_mean = flat.mean(0)
-        self.model.in_std = flat.std(0) + 1e-6
-        items = torch.from_numpy(self.model.normalize_inputs(self.items))
+        self.model.fit_inputs(flat)
+        items = torch.from_numpy(self.model.inputs(self.items))
         n = len(self.labels)
         pairs = Pairs(torch.arange(0, 2 * n, 2), torch.arange(1, 2 * n, 2),
                       label=torch.from_numpy(self.labels))
@@ -480,23 +337,22 @@ class PreferenceLoop:
             out.update({f"heron/{k}": v for k, v in self.labeler.stats.fractions().items()})
         return out
 
-    def relabel(self, agent: Any) -> None:
-        """PEBBLE: recompute the rewards in an off-policy agent's replay buffer."""
-        buf = getattr(agent, "buffer", None)
-        if buf is None or not hasattr(buf, "rewards") or len(buf) == 0:
-            return
-        n = len(buf)
-        obs, act, nxt = buf.obs[:n], buf.actions[:n], buf.next_obs[:n]
-        if buf.rewards.ndim == 1:  # single agent
-            buf.rewards[:n] = self.model.predict(self.encoder(obs, act, nxt))
-            return
-        m = buf.rewards.shape[1]
-        per = self.encoder(obs.reshape(n * m, -1), act.reshape(n * m, -1),
-                           nxt.reshape(n * m, -1)).reshape(n, m, -1)
+    def learned_rewards(self, obs: np.ndarray, actions: np.ndarray,
+                        next_obs: np.ndarray) -> np.ndarray:
+        """The current model's rewards of a batch of transitions: the ``reward_fn`` a replay
+        buffer is relabelled with (PEBBLE). obs (N, ...) → (N,); with an agent axis, obs
+        (N, M, ...) → (N, M): each agent's own reward, or under ``multiagent = "global"`` the
+        team's reward divided by M, as the wrappers gave it."""
+        n = obs.shape[0]
+        if obs.ndim == self.obs_ndim + 1:  # single agent
+            return self.model.predict(self.encoder(obs, actions, next_obs))
+        m = obs.shape[1]
+        per = self.encoder(obs.reshape(n * m, -1), actions.reshape(n * m, -1),
+                           next_obs.reshape(n * m, -1)).reshape(n, m, -1)
         if self.multi_global:
-            buf.rewards[:n] = (self.model.predict(per.reshape(n, -1)) / m)[:, None]
-        else:
-            buf.rewards[:n] = self.model.predict(per.reshape(n * m, -1)).reshape(n, m)
+            team = self.model.predict(per.reshape(n, -1)) / m
+            return np.repeat(team[:, None], m, axis=1)
+        return self.model.predict(per.reshape(n * m, -1)).reshape(n, m)
 
     def on_callback(self, agent: Any) -> dict[str, float]:
         """Called at each agent log event: refresh when due; returns metrics to log."""
@@ -505,60 +361,28 @@ class PreferenceLoop:
             while self.next_refresh <= self.num_steps:
                 self.next_refresh += self.cfg.refresh_every
             self.last = self.refresh()
-            self.relabel(agent)
+            buffer = getattr(agent, "buffer", None)  # off-policy learners: relabel (PEBBLE)
+            if buffer is not None and len(buffer) > 0:
+                buffer.relabel(self.learned_rewards)
         return self.metrics()
 
     # ----------------------------------------------------------------- logging
-    def end_episode(self, ep: _Episode) -> None:
+    def end_episode(self, ep: EpisodeTotals) -> None:
         self.episodes.append(ep)
 
     def metrics(self) -> dict[str, float]:
-        out = dict(self.last)
-        if self.episodes:
-            eps = list(self.episodes)
-            out["env/return"] = float(np.mean([e.ret for e in eps]))
-            out["env/length"] = float(np.mean([e.length for e in eps]))
-            for name in self.factor_names:
-                out[f"factor/{name}"] = float(np.mean([e.factors.get(name, 0.0) for e in eps]))
-            for key in eps[-1].system:
-                vals = [np.mean(e.system[key]) if key != "system_arrived" else e.system[key][-1]
-                        for e in eps if e.system.get(key)]
-                out[f"env/{key}"] = float(np.mean(vals))
-        return out
+        """The last refresh's ``rm/`` metrics and the env's own over the recent episodes."""
+        return {**self.last, **episode_metrics(list(self.episodes), self.factor_names)}
 
     # ----------------------------------------------------------------- wiring
     def wrap(self, env: Any) -> Any:
+        """``env`` giving this loop's reward (a Gymnasium or PettingZoo parallel env); an env
+        already wrapped is returned as is."""
         if isinstance(env, (LearnedRewardEnv, ParallelLearnedRewardEnv)):
             return env
         if hasattr(env, "possible_agents"):
             return ParallelLearnedRewardEnv(env, self)
         return LearnedRewardEnv(env, self)
-
-    def attach(self, agent: Any) -> None:
-        """Route every env ``agent`` makes through this loop's wrapper."""
-        if getattr(agent.config, "vector", "sync") == "async":
-            raise RobustRLError("learned rewards are computed in the main process; use "
-                                "vector=sync (async would copy the reward model into workers)")
-        original = agent.env_fn
-        self._attached = {"env_fn": original}
-        agent.env_fn = lambda: self.wrap(original())
-        if getattr(agent, "_probe_env", None) is not None:
-            agent._probe_env = self.wrap(agent._probe_env)
-        if hasattr(agent, "make_extra_env"):
-            extra: Callable[[], Any] = agent.make_extra_env
-            self._attached["make_extra_env"] = True
-            agent.make_extra_env = lambda: self.wrap(extra())
-
-    def detach(self, agent: Any) -> None:
-        """Undo :meth:`attach`: later envs (evaluation) give the env reward again."""
-        if "env_fn" in self._attached:
-            agent.env_fn = self._attached["env_fn"]
-        if self._attached.get("make_extra_env"):
-            del agent.make_extra_env  # the instance attribute shadowed the method
-        probe = getattr(agent, "_probe_env", None)
-        if isinstance(probe, (LearnedRewardEnv, ParallelLearnedRewardEnv)):
-            agent._probe_env = probe.env
-        self._attached = {}
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
@@ -567,7 +391,7 @@ class PreferenceLoop:
                 "labels": self.labels, "corrupted": self.corrupted,
                 "num_steps": self.num_steps, "next_refresh": self.next_refresh,
                 "refreshes": self.refreshes, "rng": self.rng.bit_generator.state,
-                "last": self.last, "episodes": list(self.episodes),
+                "last": self.last, "episodes": [asdict(e) for e in self.episodes],
                 "heron_stats": (self.labeler.stats if isinstance(self.labeler, HeronLabeler)
                                 else None)}
 
@@ -579,7 +403,7 @@ class PreferenceLoop:
         self.num_steps, self.next_refresh = s["num_steps"], s["next_refresh"]
         self.refreshes = s["refreshes"]
         self.last = dict(s.get("last", {}))
-        self.episodes.extend(s.get("episodes", []))
+        self.episodes.extend(EpisodeTotals(**e) for e in s.get("episodes", []))
         self.rng.bit_generator.state = s["rng"]
         if s.get("heron_stats") is not None and isinstance(self.labeler, HeronLabeler):
             self.labeler.stats = s["heron_stats"]
@@ -591,131 +415,27 @@ class PreferenceLoop:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
 
 
-# ----------------------------------------------------------------------------------------
-# Wrappers
-
-
-def _system(ep: _Episode, info: dict[str, Any]) -> None:
-    for k, v in info.items():
-        if k.startswith("system_") and isinstance(v, (int, float, np.number)):
-            ep.system.setdefault(k, []).append(float(v))
-
-
-class LearnedRewardEnv(gym.Wrapper):
-    """Gymnasium wrapper: the agent sees the loop's reward; ``info["env_reward"]`` keeps the
-    env's own, and the step goes into the loop's segment buffer."""
-
-    def __init__(self, env: gym.Env, loop: PreferenceLoop) -> None:
-        super().__init__(env)
-        self.loop = loop
-        self._obs: np.ndarray | None = None
-        self._ep = _Episode()
-
-    def reset(self, **kwargs: Any):
-        obs, info = self.env.reset(**kwargs)
-        self._obs = obs
-        self._ep = _Episode()
-        return obs, info
-
-    def step(self, action: Any):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        loop, done = self.loop, bool(terminated or truncated)
-        f = loop.factor_vector(info.get("reward_factors", {"env_reward": reward}))
-        feat = loop.encoder(np.asarray(self._obs)[None], np.asarray(action)[None],
-                            np.asarray(obs)[None])[0]
-        learned = loop.step(id(self), feat, float(reward), f, done)
-        loop.count()
-        ep = self._ep
-        ep.ret += float(reward)
-        ep.length += 1
-        for name, v in zip(loop.factor_names, f):
-            ep.factors[name] = ep.factors.get(name, 0.0) + float(v)
-        _system(ep, info)
-        if done:
-            loop.end_episode(ep)
-            self._ep = _Episode()
-        self._obs = obs
-        info["env_reward"] = reward
-        return obs, learned, terminated, truncated, info
-
-
-class ParallelLearnedRewardEnv:
-    """PettingZoo ParallelEnv wrapper with the same job as :class:`LearnedRewardEnv`;
-    everything else (spaces, ``agents``, ``state()``) is the wrapped env's."""
-
-    def __init__(self, env: Any, loop: PreferenceLoop) -> None:
-        self.env = env
-        self.loop = loop
-        self._obs: dict[str, Any] = {}
-        self._ep = _Episode()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, infos = self.env.reset(seed=seed, options=options)
-        self._obs = dict(obs)
-        self._ep = _Episode()
-        return obs, infos
-
-    def step(self, actions: dict[str, Any]):
-        obs, rewards, terms, truncs, infos = self.env.step(actions)
-        loop = self.loop
-        done = not self.env.agents or all(terms.get(a, False) or truncs.get(a, False)
-                                          for a in rewards)
-        names = [a for a in self.env.possible_agents if a in rewards]
-        feats, fs = [], []
-        for a in names:
-            info = infos.get(a, {})
-            fs.append(loop.factor_vector(info.get("reward_factors", {"env_reward": rewards[a]})))
-            nxt = obs.get(a, self._obs[a])
-            feats.append(loop.encoder(np.asarray(self._obs[a])[None],
-                                      np.asarray(actions[a])[None], np.asarray(nxt)[None])[0])
-        env_total = float(sum(rewards[a] for a in names))
-        if loop.multi_global:
-            r = loop.step(id(self), np.concatenate(feats), env_total, np.sum(fs, 0), done)
-            new = dict.fromkeys(names, r / len(names))
-        else:
-            new = {a: loop.step((id(self), a), feats[k], float(rewards[a]), fs[k], done)
-                   for k, a in enumerate(names)}
-        loop.count()
-        ep = self._ep
-        ep.ret += env_total
-        ep.length += 1
-        for name, v in zip(loop.factor_names, np.sum(fs, 0)):
-            ep.factors[name] = ep.factors.get(name, 0.0) + float(v)
-        _system(ep, next(iter(infos.values()), {}))
-        if done:
-            loop.end_episode(ep)
-            self._ep = _Episode()
-        for a in names:
-            infos.setdefault(a, {})["env_reward"] = rewards[a]
-        self._obs.update(obs)
-        return obs, {**rewards, **new}, terms, truncs, infos
-
-
-def build_loop(reward: RewardConfig, heron: HeronConfig | None, agent: Any,
-               seed: int = 0) -> PreferenceLoop:
-    """A loop for ``agent`` (already built), attached to it. Factors, their order and
-    directions come from ``heron.ranking`` or the env's registered spec; an unregistered env
-    has the single factor ``env_reward``."""
-    heron = heron or HeronConfig()
+def build_loop(reward_cfg: RewardConfig, heron_cfg: HeronConfig | None, *,
+               env_id: str | None, observation_space: gym.Space, action_space: gym.Space,
+               n_agents: int, seed: int = 0) -> PreferenceLoop:
+    """The loop of a run, built before its agent: ``observation_space``, ``action_space`` and
+    ``n_agents`` are the spaces the learner will use (``AgentClass.spaces_of(env)``; for
+    multi-agent learners the shared per-agent spaces). Factors, their order and directions come
+    from ``heron.ranking`` or the spec of ``env_id``; an env not made from an id (None) has the
+    single factor ``env_reward``."""
+    heron_cfg = heron_cfg or HeronConfig()
     specs: dict[str, float] = {"env_reward": 1.0}
     default: tuple[str, ...] = ("env_reward",)
-    if getattr(agent, "env_id", None):
-        from robustrl.envs import spec
-
-        s = spec(agent.env_id)
+    if env_id:
+        s = spec(env_id)
         if s.factors:
             specs.update({f.name: f.sign for f in s.factors})
             default = s.ranking or tuple(f.name for f in s.factors)
-    ranking = heron.ranking or default
+    ranking = heron_cfg.ranking or default
     unknown = [r for r in ranking if r not in specs]
     if unknown:
         raise RobustRLError(f"heron.ranking names unknown factors {unknown}; this env has "
                             f"{sorted(specs)}")
-    loop = PreferenceLoop(reward, heron, agent.observation_space, agent.action_space,
+    return PreferenceLoop(reward_cfg, heron_cfg, observation_space, action_space,
                           tuple(ranking), tuple(specs[r] for r in ranking),
-                          n_agents=getattr(agent, "n_agents", 1), seed=seed)
-    loop.attach(agent)
-    return loop
+                          n_agents=n_agents, seed=seed)

@@ -1,7 +1,7 @@
 """Perturbation benchmarks: declarative suites, a resumable SQLite results store, reports.
 
     >>> from robustrl import bench
-    >>> summary = bench.run_suite("experiments/suites/tiny.toml", workers=2)
+    >>> summary = bench.run_suite("experiments/robustness/tiny.toml", workers=2)
     >>> bench.report(summary.db)          # report.md, curves/summary/episodes CSV, <env>.png
 
 A suite (TOML, see `robustrl.bench.suite`) expands to trained runs (agent × env × seed) and

@@ -24,7 +24,7 @@ recognises finished cells exactly.
 
 A multi-agent perturbation `adversary-agents,policy=adversary[,adv_steps=N]` has the worker
 train a PPO adversary for the replaced agent against each trained run (cached in its run
-directory; robustrl/perturb/adversary.py says what it optimizes).
+directory; robustrl/bench/adversary.py says what it optimizes).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def _dummy_adversary(obs, agent):  # validation only: the worker trains the real
 
 def trained_adversary(spec: str) -> bool:
     """Whether a cell's spec is `adversary-agents,...,policy=adversary`: the bench worker
-    trains that adversary (robustrl.perturb.adversary) against the job's trained agent."""
+    trains that adversary (robustrl.bench.adversary) against the job's trained agent."""
     from robustrl.perturb import parse
 
     parsed = parse(spec)
@@ -250,7 +250,6 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
     With `check_envs`, each env is built once and every perturbation applied to it at every
     strength, so e.g. `dyn-mass` on a traffic env fails here, not hours into a sweep.
     """
-    from robustrl.agents import agent_class
     from robustrl.train import build_run
 
     out = Path(out if out is not None else suite.out or f"runs/bench/{suite.name}").resolve()
@@ -266,8 +265,7 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
         for agent in entry.agents:
             for env_id in entry.envs:
                 where = f"suite {suite.name}: {agent} on {env_id}"
-                try:
-                    agent_class(agent)
+                try:  # unknown agents and env ids, unsupported combinations: one line
                     runs = [build_run(agent, env_id, entry.steps, seed, _flatten(entry.set))
                             for seed in suite.seeds]
                 except RobustRLError as e:
@@ -357,8 +355,7 @@ def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
     except RobustRLError as e:
         raise RobustRLError(f"{where}: {e}") from None
     try:
-        if not hasattr(env, "possible_agents"):  # multi-agent learners check their own
-            agent_class(agent).check_spaces(env.observation_space, env.action_space)
+        agent_class(agent).spaces_of(env)  # the learner's own one-line refusal
         check_score_agents(score_agents, [str(a) for a in getattr(env, "possible_agents", ())],
                            env_id)
         for _, pairs in applicable:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from robustrl.bench.suite import CLEAN, Job
+from robustrl.bench.suite import CLEAN, Job, check_score_agents
 
 
 def init_worker() -> None:
@@ -38,27 +38,17 @@ def init_worker() -> None:
 
 
 @contextmanager
-def _job_context() -> Iterator[None]:
-    """One torch thread and no training bar (it would garble the driver's bar over cells),
-    restored afterwards so running a job in the driver process leaves no trace."""
+def _one_thread() -> Iterator[None]:
+    """One torch thread per job, restored afterwards so running a job in the driver process
+    leaves no trace."""
     import torch
 
-    import robustrl.train
-
-    threads, bar = torch.get_num_threads(), robustrl.train.progress
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    robustrl.train.progress = _quiet_progress
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        robustrl.train.progress = bar
-
-
-def _quiet_progress(total: int, desc: str = "", initial: int = 0, unit: str = "step"):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=True)
 
 
 class _ObsRecorder:
@@ -97,11 +87,6 @@ class _ObsRecorder:
         self.env.close()
 
 
-def _eval_env(agent: Any) -> Any:
-    # Multi-agent learners may need their eval env in another process (libsumo, traffic).
-    return getattr(agent, "make_eval_env", agent.env_fn)()
-
-
 def _lipschitz(agent: Any, observations: list[Any], job: Job) -> float | None:
     """Empirical local Lipschitz constant of the policy; None if it cannot be attacked.
 
@@ -130,68 +115,43 @@ def _score(result: dict[str, Any], job: Job) -> list[float]:
     """Each episode's score: its return, or the scored agents' returns summed."""
     if not job.score_agents:
         return [float(x) for x in result["returns"]]
-    from robustrl.bench.suite import check_score_agents
-
     by_agent = result.get("returns_by_agent", {})
     check_score_agents(job.score_agents, list(by_agent), job.env)
     return [float(sum(by_agent[a][i] for a in job.score_agents))
             for i in range(len(result["returns"]))]
 
 
-def _adversary(agent: Any, job: Job, spec: str) -> Any:
-    """The `adversary` callable of an `adversary-agents,...,policy=adversary` cell (else None):
-    a PPO policy for the replaced agent that minimizes the scored agents' return (score_agents,
-    else every other agent) against the job's frozen trained agent, seeded by the job's seed.
-    Trained once per run × spec and saved in the run directory, so a rerun reuses it."""
-    from robustrl.bench.suite import digest, trained_adversary
-
-    if not trained_adversary(spec):
-        return None
-    from robustrl.perturb import parse
-    from robustrl.perturb.adversary import (
-        PPO_SETTINGS,
-        adversary_fn,
-        load_adversary,
-        spec_target,
-        train_adversary,
-    )
-
-    target = spec_target(spec, list(agent.agents))
-    scored = job.score_agents or [a for a in agent.agents if a != target]
-    key = digest([spec, scored, job.seed, PPO_SETTINGS], 12)  # new settings: a new adversary
-    path = Path(job.run_dir) / "adversaries" / f"{target}_{key}.pt"
-    if path.exists():
-        return adversary_fn(load_adversary(path, agent, target, scored))
-    trained = train_adversary(agent, target, scored, steps=parse(spec).get("adv_steps"),
-                              seed=job.seed)
-    trained.save(path)  # atomic: a killed sweep leaves no half-written adversary
-    return adversary_fn(trained)
-
-
 def trained_agent(job: Job):
-    """The job's trained agent: reuse a finished run, resume a partial one, else train."""
+    """The job's trained agent: reuse a finished run, resume a partial one, else train.
+
+    No training bar: it would garble the driver's bar over cells. The agent returned only
+    acts, so its envs are closed: evaluation envs then run in this process (libsumo allows
+    one simulation per process, and dynamics perturbations need it at hand)."""
     from robustrl.train import load_run_agent, load_run_config, train
 
     run_dir = Path(job.run_dir)
     if not (run_dir / "agent.pt").exists():
         if (run_dir / "config.toml").exists():  # interrupted: resume (or restart) it
-            trained = train(load_run_config(run_dir), run_dir, resume=True)
+            trained = train(load_run_config(run_dir), run_dir, resume=True,
+                            show_progress=False)
         else:
-            trained = train(job.run, run_dir)
-        trained.close()  # free its simulation (libsumo: one per process)
+            trained = train(job.run, run_dir, show_progress=False)
+        trained.close()
     # Always evaluate the agent as saved, so a reused run gives the same rows as a fresh one.
-    return load_run_agent(run_dir)
+    agent = load_run_agent(run_dir)
+    agent.close()
+    return agent
 
 
 def run_job(job: Job) -> dict[str, Any]:
     """Train/reuse the run, evaluate every cell, estimate the policy's Lipschitz constant."""
-    with _job_context():
+    with _one_thread():
         return _run_job(job)
 
 
 def _run_job(job: Job) -> dict[str, Any]:
-    from robustrl.perturb import apply
-    from robustrl.train import evaluate
+    from robustrl.bench.adversary import cell_adversary
+    from robustrl.train import eval_env, evaluate
 
     start = time.perf_counter()
     agent = trained_agent(job)
@@ -199,13 +159,11 @@ def _run_job(job: Job) -> dict[str, Any]:
     cells, observations = [], None
     for cell in job.cells:
         t0 = time.perf_counter()
-        adversary = None if cell.spec == CLEAN else _adversary(agent, job, cell.spec)
-        env = _eval_env(agent)
+        adversary = None if cell.spec == CLEAN else cell_adversary(agent, job, cell.spec)
         if cell.spec == CLEAN:
-            env = recorder = _ObsRecorder(env)
+            env = recorder = _ObsRecorder(eval_env(agent))
         else:
-            env = apply(env, [cell.spec], policy_fn=agent.attack_policy,
-                        obs_scale=agent.obs_scale, adversary=adversary, seed=job.eval_seed)
+            env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
         returns = _score(result, job)
         if cell.spec == CLEAN:
@@ -216,7 +174,7 @@ def _run_job(job: Job) -> dict[str, Any]:
                       "lengths": [int(x) for x in result["lengths"]],
                       "seconds": time.perf_counter() - t0})
     if observations is None:  # clean cell stored earlier: one clean episode for the inputs
-        recorder = _ObsRecorder(_eval_env(agent))
+        recorder = _ObsRecorder(eval_env(agent))
         evaluate(agent, 1, seed=job.eval_seed, env=recorder)
         observations = recorder.observations
     lipschitz = _lipschitz(agent, observations, job)

@@ -1,20 +1,13 @@
-"""The `robustrl` command: train | eval | envs | bench | reward | data | quickstart."""
+"""The `robustrl` command: train | eval | envs | agents | bench | reward | data | quickstart."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
 
+from robustrl.cli.table import table
 from robustrl.core.errors import RobustRLError
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in [headers, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths]), *map(fmt, cells[1:])])
 
 
 # ----------------------------------------------------------------------------- train
@@ -43,12 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides["reward.method"] = args.reward
         if args.labeler:
             overrides["reward.labeler"] = args.labeler
+        # unknown ids and unsupported combinations fail here, before a run directory exists
         cfg = build_run(args.agent, args.env, args.steps, args.seed, overrides)
-        from robustrl.envs import spec
-        from robustrl.train import import_user_modules
-
-        import_user_modules(cfg.run.imports)
-        spec(cfg.run.env)  # unknown ids fail here, before a run directory is created
         agent = train(cfg, args.out)
         out = args.out
     print(f"trained {agent.name} for {agent.num_steps} steps -> {out}")
@@ -56,28 +45,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- eval
-def evaluate_run(run_dir: str, episodes: int, perturb: list[str], seed: int) -> dict[str, Any]:
-    from robustrl.train import evaluate, load_run_agent
-
-    agent = load_run_agent(run_dir)
-    env = getattr(agent, "make_eval_env", agent.env_fn)()
-    if perturb:
-        from robustrl.perturb import apply
-
-        env = apply(env, perturb, policy_fn=agent.attack_policy, obs_scale=agent.obs_scale,
-                    seed=seed)
-    result = evaluate(agent, episodes, seed=seed, env=env)
-    result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
-                  perturbations=list(perturb))
-    return result
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
+    from robustrl.train import evaluate_run
+
     result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(_table(
+    print(table(
         ["run", "agent", "env", "perturbation", "episodes", "return", "length"],
         [[result["run"], result["agent"], result["env"], " ".join(result["perturbations"]) or
           "none", result["episodes"], f"{result['return_mean']:.2f} ± {result['return_std']:.2f}",
@@ -112,8 +87,34 @@ def cmd_envs(args: argparse.Namespace) -> int:
         s = spec(env_id)
         rows.append([env_id, s.kind or "?", s.observation_space or "-", s.action_space or "-",
                      ",".join(s.ranking)])
-    print(_table(["id", "kind", "observation space", "action space", "factors (ranked)"], rows))
+    print(table(["id", "kind", "observation space", "action space", "factors (ranked)"], rows))
     print("\n`gym/<id>` also accepts any id in Gymnasium's registry.")
+    return 0
+
+
+# ----------------------------------------------------------------------------- agents
+AGENT_COLUMNS = {"agent": "agent", "agents": "agents", "learning": "learning",
+                 "actions": "action spaces", "ernie": "ernie", "relabel": "relabel",
+                 "learned reward": "reward", "gpu": "gpu"}
+"""capability_rows() key -> column header; short, so the table fits 100 columns."""
+
+
+def agents_table() -> str:
+    """The registry's capability table, then each learner's one-line summary."""
+    from robustrl.agents import capability_rows
+
+    rows = capability_rows()
+    flags = [[row[key].replace(", ", "/") for key in AGENT_COLUMNS] for row in rows]
+    summaries = [[row["agent"], row["summary"]] for row in rows]
+    return "\n\n".join([table(list(AGENT_COLUMNS.values()), flags),
+                         table(["agent", "summary"], summaries)])
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    print(agents_table())
+    print("\nernie: accepts robust.method=ernie; relabel: a learned reward also rewrites its "
+          "replay buffer;\nreward: accepts --reward learned/heron/weighted; gpu: accepts "
+          "run.device=cuda.")
     return 0
 
 
@@ -140,7 +141,8 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
                        description="Train an agent; writes config.toml, metrics.csv, "
                        "TensorBoard events and atomic checkpoints into --out.")
     p.add_argument("--agent", help="algorithm: sac, ppo, hybrid_sac; multi-agent mappo, ippo, "
-                   "maddpg, idqn, mfq; offline (with --dataset) iql, td3bc, awac, cql")
+                   "maddpg, idqn, mfq; offline (with --dataset) iql, td3bc, awac, cql, tdmpc "
+                   "(`robustrl agents` lists what each supports)")
     p.add_argument("--env", help="environment id (see `robustrl envs`)")
     p.add_argument("--steps", type=int, help="total environment steps")
     p.add_argument("--seed", type=int, default=0)
@@ -182,6 +184,12 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers your own envs); repeatable")
     p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("agents", help="list the learners and what each supports",
+                       description="Every registered learner with what it supports: single- "
+                       "or multi-agent, on-/off-policy or offline, action spaces, ERNIE, "
+                       "reward relabelling, learned rewards, GPU.")
+    p.set_defaults(func=cmd_agents)
 
     p = sub.add_parser("quickstart", help="train PPO on a MuJoCo task, evaluate, table + plot",
                        description="The README's first command: trains PPO on "
@@ -230,7 +238,3 @@ def main(argv: list[str] | None = None) -> int:
         print("robustrl: interrupted (finished checkpoints are kept; --resume continues)",
               file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

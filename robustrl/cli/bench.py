@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "interruption finishes only the missing cells. `report DB` writes a Markdown/CSV "
         "table and a robustness-curve PNG per environment; `export DB` writes CSV.")
     parser.add_argument("target", nargs="+", metavar="SUITE.toml | report DB | export DB",
-                        help="a suite file (e.g. experiments/suites/tiny.toml), or "
+                        help="a suite file (e.g. experiments/robustness/tiny.toml), or "
                         "`report DB` / `export DB`")
     parser.add_argument("--backend", choices=["local", "ray"], default="local",
                         help="local: process pool (default); ray: Ray tasks "

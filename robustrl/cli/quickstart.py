@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robustrl.cli.table import table
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import read_metrics
@@ -39,8 +40,7 @@ def random_baseline(env_id: str, episodes: int, seed: int) -> list[float]:
 
 def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
                episodes: int = 10) -> dict:
-    from robustrl.cli import _table, evaluate_run
-    from robustrl.train import build_run, train
+    from robustrl.train import build_run, evaluate_run, train
 
     out = Path(out)
     if (out / "config.toml").exists():
@@ -58,9 +58,9 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
         rows.append([AGENT, " ".join(r["perturbations"]) or "none",
                      f"{r['return_mean']:.1f} ± {r['return_std']:.1f}",
                      f"{r['return_mean'] / clean:.2f}" if clean else "-"])
-    table = _table(["policy", "perturbation", "return (mean ± std)", "normalized"], rows)
-    print(table)
-    atomic_write_text(out / "results.md", table + "\n")
+    text = table(["policy", "perturbation", "return (mean ± std)", "normalized"], rows)
+    print(text)
+    atomic_write_text(out / "results.md", text + "\n")
     atomic_write_text(out / "results.json", json.dumps(
         {"random": rand, AGENT: results}, indent=2))
 

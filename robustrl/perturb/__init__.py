@@ -7,7 +7,7 @@
 
 A perturbation is a spec string `kind:strength[,key=value...]` (`perturb.kinds()` lists them);
 `pgd_attack` is the inner maximisation ERNIE's regularizer and `empirical_lipschitz` reuse;
-`robustrl.perturb.adversary` trains the policy of a malicious agent (adversary-agents,
+`robustrl.perturb.adversary` is the env side of a malicious agent (adversary-agents,
 policy=adversary) against a frozen multi-agent learner.
 """
 

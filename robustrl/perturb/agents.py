@@ -17,7 +17,7 @@ class AdversaryAgents(Perturbation):
     """adversary-agents:k — k agents (default: the last k) play a random policy, or the
     `adversary` callable given to `apply()` (policy=frozen: an old/frozen policy;
     policy=adversary: an adversarially trained one, e.g. from
-    `robustrl.perturb.adversary.train_adversary`, which the bench trains itself for k = 1;
+    `robustrl.bench.adversary.train_adversary`, which the bench trains itself for k = 1;
     the label is recorded in info)."""
 
     def bind(self, view: EnvView) -> None:

@@ -119,7 +119,7 @@ KINDS: dict[str, KindInfo] = {
         "k agents (default: the last k) play a random, frozen or adversary policy", "count", 1,
         policy=Option(("random", "frozen", "adversary"), "random",
                       "frozen/adversary: the `adversary` callable given to apply(); the bench "
-                      "trains the adversary (robustrl.perturb.adversary, k = 1)"),
+                      "trains the adversary (robustrl.bench.adversary, k = 1)"),
         adv_steps=Option(int, 50_000, "policy=adversary in the bench: PPO env steps the "
                                       "adversary is trained for"),
         agents=_AGENTS),

@@ -39,7 +39,8 @@ Target = Literal["actor", "critic"]
 
 @dataclass
 class RobustConfig:
-    """The `robust` sub-config of every agent (`--set robust.method=ernie --set robust.lam=1`)."""
+    """The `robust` sub-config of every learner with `capabilities.ernie` (`--set
+    robust.method=ernie --set robust.lam=1`)."""
 
     method: Literal["none", "ernie"] = "none"
     """none: the plain learner (nothing added, no cost); ernie: add lam * R(theta) to the loss

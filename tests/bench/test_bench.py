@@ -21,7 +21,7 @@ from robustrl.cli import bench as bench_cli
 from robustrl.core.errors import RobustRLError
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "experiments" / "suites" / "tiny.toml"
+TINY = ROOT / "experiments" / "robustness" / "tiny.toml"
 N_CELLS = 4 * 5  # 2 agents × 2 seeds trained runs; clean + 2 perturbations × 2 strengths each
 N_ROWS = N_CELLS * 3
 
@@ -102,6 +102,16 @@ steps = 64
      "envs = ['mpe/*']\n", "policy=adversary trains one adversary, so k must be 1 (got 2)"),
     ("[[perturbations]]\nspec = 'adversary-agents,policy=adversary,adv_steps=0'\n"
      "strengths = [1]\n", "adv_steps=0 must be >= 1"),
+    ("[[train]]\nagents = ['iql']\nenvs = ['maze/PointMaze_UMaze-v3']\nsteps = 64\n",
+     "iql is an offline learner"),
+    ("[[train]]\nagents = ['hybrid_sac']\nenvs = ['hybrid/platform']\nsteps = 64\n"
+     "set = {'robust.method' = 'ernie'}\n", "hybrid_sac has no ERNIE regularizer"),
+    ("[[train]]\nagents = ['hybrid_sac']\nenvs = ['hybrid/platform']\nsteps = 64\n"
+     "set = {robust = {method = 'ernie'}}\n", "hybrid_sac has no ERNIE regularizer"),
+    ("[[train]]\nagents = ['hybrid_sac']\nenvs = ['hybrid/platform']\nsteps = 64\n"
+     "set = {reward = {method = 'heron'}}\n", "hybrid_sac cannot train on a learned reward"),
+    ("[[train]]\nagents = ['mappo']\nenvs = ['gym/CartPole-v1']\nsteps = 64\n",
+     "mappo is a multi-agent (PettingZoo) learner and gym/CartPole-v1 a single-agent"),
 ])
 def test_bad_suite_is_one_clear_line(tmp_path, extra, message):
     suite = _write_suite(tmp_path / "s.toml", BASE + extra)
@@ -348,7 +358,7 @@ def test_trained_adversary_cell_is_cached_in_the_run_directory(tmp_path, monkeyp
     run once, saves it in the run directory, and a rerun (here: into a fresh database) loads
     it and reproduces the cell's rows."""
     pytest.importorskip("mpe2")
-    import robustrl.perturb.adversary as adversary
+    import robustrl.bench.adversary as adversary
 
     suite = _write_suite(tmp_path / "adv.toml", """
 name = "advcache"

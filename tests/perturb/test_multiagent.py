@@ -233,28 +233,3 @@ def test_adversary_env_reward_is_minus_scored_team_and_others_act_by_the_team_po
         AdversaryEnv(spread(), team, "agent_9")
     with pytest.raises(RobustRLError, match="unknown scored agent.* agent_7"):
         AdversaryEnv(spread(), team, "agent_0", ["agent_7"])
-
-
-def test_train_adversary_is_seeded_and_plays_through_apply():
-    from robustrl.agents import make_agent
-    from robustrl.perturb.adversary import adversary_fn, spec_target, train_adversary
-
-    learner = make_agent("mappo", "mpe/simple_spread", seed=0, n_envs=1, n_steps=25, hidden=[16])
-    small = {"n_envs": 2, "n_steps": 64, "n_epochs": 2}
-    a = train_adversary(learner, "agent_1", steps=200, seed=5, **small)
-    b = train_adversary(learner, "agent_1", steps=200, seed=5, **small)
-    assert a.num_steps == 256  # whole rollouts
-    for p, q in zip(a.net.parameters(), b.net.parameters(), strict=True):
-        torch.testing.assert_close(p, q)
-    rec = Recorder(learner.env_fn())
-    fn = adversary_fn(a)
-    env = apply(rec, "adversary-agents:1,agents=agent_1,policy=adversary", adversary=fn)
-    obs, _ = env.reset(seed=0)
-    env.step(learner.act(obs))
-    assert rec.actions[-1]["agent_1"] == fn(obs["agent_1"], "agent_1")
-    assert isinstance(rec.actions[-1]["agent_1"], int)
-    assert spec_target("adversary-agents,policy=adversary", learner.agents) == "agent_2"
-    with pytest.raises(RobustRLError, match=r"^[^\n]*trains one adversary, so k must be 1"):
-        spec_target("adversary-agents:2,policy=adversary", learner.agents)
-    with pytest.raises(RobustRLError, match="single-agent"):
-        train_adversary(make_agent("ppo", "gym/CartPole-v1", n_envs=1), "agent_0")

@@ -1,0 +1,24 @@
+"""Reading a run directory's config.toml, shared by the online run (`run.py`) and the offline
+one (`offline.py`) so that neither imports the other."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from robustrl.core.errors import RobustRLError
+
+
+def read_run_toml(directory: str | Path) -> dict[str, Any]:
+    """The parsed config.toml of a run directory (online or offline); one line if absent or
+    malformed."""
+    path = Path(directory) / "config.toml"
+    if not Path(directory).is_dir():
+        raise RobustRLError(f"run directory {directory} not found")
+    if not path.is_file():
+        raise RobustRLError(f"{directory} is not a run directory (no config.toml)")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RobustRLError(f"{path} is malformed: {e}") from None

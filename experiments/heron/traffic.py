@@ -16,7 +16,7 @@ Resumable: a finished run (agent.pt) is not retrained, an interrupted one resume
 checkpoint, and a finished evaluation (eval.json) is not redone. Example:
 
     python experiments/heron/traffic.py --env traffic/single-intersection --steps 30000 \\
-        --seeds 0 1 2 --out runs/heron_traffic --table experiments/results/heron_traffic.md
+        --seeds 0 1 2 --out runs/heron_traffic --table experiments/heron/results/heron_traffic.md
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Table of the RL-from-preferences benchmark (experiments/suites/rlhf_mujoco.toml).
+"""Table of the RL-from-preferences benchmark (experiments/reward/rlhf_mujoco.toml).
 
 Reads the suites' results databases (clean cells = true-reward returns of each trained
 policy) and each run's metrics.csv (reward-model diagnostics at the end of training), and
 writes results/rl_from_preferences.md and .png:
 
-    robustrl bench experiments/suites/rlhf_mujoco.toml --workers 15
-    robustrl bench experiments/suites/heron_mujoco.toml --workers 6
+    robustrl bench experiments/reward/rlhf_mujoco.toml --workers 15
+    robustrl bench experiments/heron/heron_mujoco.toml --workers 6
     python experiments/reward/rl_from_preferences.py runs/bench/rlhf_mujoco/results.sqlite \
         runs/bench/heron_mujoco/results.sqlite
 
@@ -79,7 +79,7 @@ def main() -> None:
                      f"{np.mean([seeds[s][2] for s in seeds]) / 60:.1f}"])
     text = (
         "# PPO on learned rewards, HalfCheetah-v5: BT vs R3M under corrupted labels; HERON\n\n"
-        f"Commands: `robustrl bench experiments/suites/rlhf_mujoco.toml` (and "
+        f"Commands: `robustrl bench experiments/reward/rlhf_mujoco.toml` (and "
         f"`heron_mujoco.toml`), then "
         f"`python experiments/reward/{Path(__file__).name} {' '.join(sys.argv[1:])}` "
         f"({time.strftime('%Y-%m-%d')}). Settings: the suite files' comments.\n\n"

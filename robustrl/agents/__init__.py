@@ -101,6 +101,9 @@ def make_agent(name: str, env: EnvLike, seed: int = 0, env_kwargs: dict[str, Any
     The config comes from `agents/<name>.toml` for the env's id: the id given, or the one an
     instance made by `robustrl.envs.make` carries; a factory or a user's own env gets the
     dataclass defaults (plus `config`)."""
+    if capabilities(name).learning == "offline":
+        raise RobustRLError(f"{name} is an offline learner: train it from a dataset with "
+                            f"`robustrl train --agent {name} --dataset FILE`")
     made = None if isinstance(env, str) or callable(env) else identity(env)
     env_id = env if isinstance(env, str) else made[0] if made is not None else None
     return agent_class(name)(env, resolve_config(name, env_id, config), seed=seed,
@@ -111,6 +114,9 @@ def load(path, env: EnvLike | None = None) -> Agent:
     """Load a saved agent; the env is remade from its id unless `env` is given."""
     checkpoint = read_checkpoint(path)
     cls = agent_class(checkpoint["agent"])
+    if cls.capabilities.learning == "offline":
+        raise RobustRLError(f"{path} holds the offline learner {checkpoint['agent']}; load it "
+                            "with robustrl.train.offline.load_worker (or `robustrl eval RUN`)")
     env = env if env is not None else checkpoint["env_id"]
     if env is None:
         raise RobustRLError(f"{path} was trained on an unregistered env; pass env= to load()")

@@ -153,12 +153,15 @@ def neighbour_graph(env: Any, agents: list[str], neighbourhood: str = "auto"
                     ) -> dict[str, list[str]]:
     """{agent: neighbours}: a traffic env's light graph (`robustrl.envs.traffic.neighbours`)
     with "auto", otherwise (and for every non-traffic env) every other agent."""
-    core = getattr(getattr(env, "unwrapped", env), "core", None)
-    if neighbourhood == "auto" and core is not None and hasattr(core, "ts_ids"):
+    if neighbourhood == "auto":
         from robustrl.envs.traffic import neighbours
 
-        graph = neighbours(env)
-        return {a: [b for b in graph.get(a, []) if b in agents] for a in agents}
+        try:  # in this process or in a worker; any other env has no light graph
+            graph = neighbours(env)
+        except RobustRLError:
+            graph = None
+        if graph is not None:
+            return {a: [b for b in graph.get(a, []) if b in agents] for a in agents}
     return {a: [b for b in agents if b != a] for a in agents}
 
 

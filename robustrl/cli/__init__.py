@@ -151,7 +151,7 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
                    help="override a setting: agent hyperparameter (lr=1e-3), run.KEY or env.KEY")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--dataset", metavar="FILE", help="train offline from this dataset "
-                   "(agents iql, td3bc, awac, cql; `robustrl data generate` makes one)")
+                   "(agents iql, td3bc, awac, cql, tdmpc; `robustrl data generate` makes one)")
     p.add_argument("--reward", choices=["none", "learned", "heron", "weighted"],
                    help="train on the env reward (none), a reward model learned from --labeler's "
                    "preferences, HERON's hierarchical preferences over the env's ranked factors, "

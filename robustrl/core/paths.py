@@ -1,7 +1,8 @@
 """Where the plain-text spec folders (`envs/`, `agents/`, `experiments/`) live.
 
-In a source checkout they sit beside the package; an installed wheel carries them under
-`robustrl/_specs/` (hatchling force-include), so both layouts are looked up here, once.
+In a source checkout they sit beside the package; an installed wheel carries them (of
+`experiments/` only the suites, `**/*.toml`) under `robustrl/_specs/`, so both layouts are
+looked up here, once.
 """
 
 from __future__ import annotations

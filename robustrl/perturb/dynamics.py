@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from robustrl.core.errors import RobustRLError
+from robustrl.envs.worker import find_worker
 from robustrl.perturb.base import EnvView, Perturbation
 
 _NEEDS = {
@@ -235,6 +236,10 @@ class Dynamics(Perturbation):
             if backend == "traffic" and (sumo_env := find_sumo(view.env)) is not None:
                 self.backend, self.scaled = backend, _Traffic(self, sumo_env)
                 return
+        if "traffic" in _BACKENDS[kind] and find_worker(view.env) is not None:
+            raise RobustRLError(f"{kind} needs the traffic simulation in this process, but this "
+                                "env runs in a worker (another traffic env was alive when it was "
+                                "made); close that env first")
         needs = " or ".join(_NEEDS[b] for b in _BACKENDS[kind])
         raise RobustRLError(f"{kind} does not apply to {view.name}: it needs {needs}")
 

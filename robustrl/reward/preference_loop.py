@@ -361,8 +361,10 @@ class PreferenceLoop:
             while self.next_refresh <= self.num_steps:
                 self.next_refresh += self.cfg.refresh_every
             self.last = self.refresh()
-            buffer = getattr(agent, "buffer", None)  # off-policy learners: relabel (PEBBLE)
-            if buffer is not None and len(buffer) > 0:
+            # PEBBLE: relabel the replay buffer of learners that declare it stores env actions
+            # (maddpg and hybrid_sac keep their critics' action format and keep stale rewards)
+            buffer = getattr(agent, "buffer", None)
+            if agent.capabilities.relabel and buffer is not None and len(buffer) > 0:
                 buffer.relabel(self.learned_rewards)
         return self.metrics()
 

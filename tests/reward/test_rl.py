@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import tomllib
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -206,6 +207,7 @@ def test_refresh_relabels_through_the_buffer_method() -> None:
     class Agent:
         num_steps = 0
         buffer = Buffer()
+        capabilities = SimpleNamespace(relabel=True)
 
     loop = _toy_loop(_reward(method="learned", first_refresh=20, refresh_every=20))
     agent = Agent()
@@ -220,6 +222,12 @@ def test_refresh_relabels_through_the_buffer_method() -> None:
     metrics = loop.on_callback(agent)
     assert metrics["rm/refreshes"] == 1 and agent.buffer.calls == [loop.learned_rewards]
     assert vars(agent) == {"num_steps": 40}  # the loop assigned nothing on the agent
+    # a learner whose buffer holds its critic's action format (maddpg) keeps its rewards
+    Agent.capabilities = SimpleNamespace(relabel=False)
+    agent.buffer.calls.clear()
+    agent.num_steps = 80
+    loop.on_callback(agent)
+    assert loop.metrics()["rm/refreshes"] == 2 and agent.buffer.calls == []
 
 
 def test_async_vector_refused(tmp_path) -> None:

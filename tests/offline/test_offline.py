@@ -143,7 +143,7 @@ def test_agent_toml_files_resolve(umaze):
         assert cfg.agent.batch_size == 256 and cfg.agent.gamma == 0.99
         assert cfg.agent.lr == 3e-4
     cql = build_offline_run("cql", umaze, 10).agent
-    assert cql.actor_lr == 1e-4  # agents/cql.toml: CORL's actor rate
+    assert cql.actor_lr == 1e-4  # CORL's actor rate, the dataclass default
     assert build_offline_run("cql", umaze, 10, overrides={"lr": 1e-3}).agent.lr == 1e-3
     cfg = build_offline_run("iql", umaze, 10, overrides={"beta": 3.0, "run.eval_episodes": 2})
     assert cfg.agent.beta == 3.0 and cfg.run.eval_episodes == 2

@@ -41,7 +41,12 @@ from robustrl.reward.losses import (
     make_loss,
 )
 from robustrl.reward.models import RewardNet, RewardNetConfig, RewardOutput
-from robustrl.reward.preference_loop import PreferenceLoop, RewardConfig, build_loop
+from robustrl.reward.preference_loop import (
+    PreferenceLoop,
+    RewardConfig,
+    build_loop,
+    check_vectorization,
+)
 from robustrl.reward.train import Pairs, TrainConfig, TrainResult, fit_preferences, fit_ratings
 
 __all__ = [
@@ -73,6 +78,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_loop",
+    "check_vectorization",
     "evaluate_pairs",
     "fit_preferences",
     "fit_ratings",

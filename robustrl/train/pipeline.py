@@ -15,8 +15,13 @@ from robustrl.agents.base import Agent
 from robustrl.envs import make
 from robustrl.perturb import apply, parse
 from robustrl.perturb.base import AdversaryFn
-from robustrl.reward import HeronConfig, PreferenceLoop, RewardConfig, build_loop
-from robustrl.reward.preference_loop import check_vectorization
+from robustrl.reward import (
+    HeronConfig,
+    PreferenceLoop,
+    RewardConfig,
+    build_loop,
+    check_vectorization,
+)
 
 EnvFactory = Callable[[], Any]
 

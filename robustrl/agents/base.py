@@ -31,6 +31,7 @@ from robustrl.core.checkpoint import load_state, state_of
 from robustrl.core.config import to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
+from robustrl.core.loop import StepRate
 from robustrl.core.parallel import is_parallel_env
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
 from robustrl.envs import identity, make
@@ -178,6 +179,42 @@ class Agent:
         Perturbation attacks and the ERNIE regularizer work on this function.
         """
         raise NotImplementedError
+
+    # ----------------------------------------------------------------- off-policy loop
+    def off_policy_learn(self, total_steps: int, callback: Callback | None,
+                         explore: Callable[[bool], tuple[Any, Any]]) -> None:
+        """The single-env off-policy loop (SAC, Hybrid SAC). Each step `explore(random)` gives
+        (env action, action to store) for `self.obs`, uniformly random while `num_steps <
+        learning_starts`; the transition goes to `self.buffer`. After `learning_starts`,
+        `gradient_steps` updates on replayed batches every `train_freq` steps; the callback
+        gets the metrics every `log_interval` steps and at `total_steps`."""
+        cfg = self.config
+        if self.env is None:
+            self.env = self.take_env()
+        if self.obs is None:
+            self.obs, _ = self.env.reset(seed=self.seed + self.stats.episodes)
+        losses: dict[str, Any] = {}
+        rate = StepRate(self.num_steps)
+        while self.num_steps < total_steps:
+            action, stored = explore(self.num_steps < cfg.learning_starts)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(self.obs, stored, reward, next_obs, terminated)
+            self.stats.step(reward, terminated or truncated)
+            self.obs = next_obs
+            if terminated or truncated:
+                self.obs, _ = self.env.reset()
+            self.num_steps += 1
+
+            if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+
+            if callback is not None and (self.num_steps % cfg.log_interval == 0
+                                         or self.num_steps == total_steps):
+                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                           "steps_per_second": rate(self.num_steps)}
+                if callback(self, metrics) is False:
+                    break
 
     @property
     def attack_policy(self) -> Any:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -305,40 +304,17 @@ class HybridSAC(Agent):
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> HybridSAC:
-        cfg = self.config
-        if self.env is None:
-            self.env = self.take_env()
-        if self.obs is None:
-            self.obs, _ = self.env.reset(seed=self.seed + self.stats.episodes)
-        losses: dict[str, Any] = {}
-        start_step, start_time = self.num_steps, time.perf_counter()
-        while self.num_steps < total_steps:
-            if self.num_steps < cfg.learning_starts:
-                action = self.action_space.sample()
-                encoded = self.layout.encode(action)
-            else:
-                with torch.no_grad():
-                    x = torch.as_tensor(self.obs, dtype=torch.float32).reshape(1, -1)
-                    joint, cont = self.actor.sample(x)
-                encoded = np.concatenate([[float(joint[0])], cont[0].numpy()]).astype(np.float32)
-                action = self.layout.decode(int(joint[0]), cont[0].numpy())
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(self.obs, encoded, reward, next_obs, terminated)
-            self.stats.step(reward, terminated or truncated)
-            self.obs = next_obs
-            if terminated or truncated:
-                self.obs, _ = self.env.reset()
-            self.num_steps += 1
-
-            if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
-                for _ in range(cfg.gradient_steps):
-                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
-
-            if callback is not None and (self.num_steps % cfg.log_interval == 0
-                                         or self.num_steps == total_steps):
-                elapsed = time.perf_counter() - start_time
-                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
-                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, metrics) is False:
-                    break
+        self.off_policy_learn(total_steps, callback, self.explore)
         return self
+
+    def explore(self, random: bool) -> tuple[Any, np.ndarray]:
+        """This step's env action and what the buffer stores of it: (joint index, normalized
+        continuous parameters). Uniform at first, then sampled from the policy."""
+        if random:
+            action = self.action_space.sample()
+            return action, self.layout.encode(action)
+        with torch.no_grad():
+            x = torch.as_tensor(self.obs, dtype=torch.float32).reshape(1, -1)
+            joint, cont = self.actor.sample(x)
+        encoded = np.concatenate([[float(joint[0])], cont[0].numpy()]).astype(np.float32)
+        return self.layout.decode(int(joint[0]), cont[0].numpy()), encoded

@@ -8,9 +8,7 @@ lerp, and the actor's backward pass skips the critics' weight gradients.
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -176,35 +174,11 @@ class SAC(Agent):
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> SAC:
-        cfg = self.config
-        if self.env is None:
-            self.env = self.take_env()
-        if self.obs is None:
-            self.obs, _ = self.env.reset(seed=self.seed + self.stats.episodes)
-        losses: dict[str, Any] = {}
-        start_step, start_time = self.num_steps, time.perf_counter()
-        while self.num_steps < total_steps:
-            if self.num_steps < cfg.learning_starts:
-                action = self.action_space.sample()
-            else:
-                action = self.act(self.obs, deterministic=False)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(self.obs, action, reward, next_obs, terminated)
-            self.stats.step(reward, terminated or truncated)
-            self.obs = next_obs
-            if terminated or truncated:
-                self.obs, _ = self.env.reset()
-            self.num_steps += 1
-
-            if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
-                for _ in range(cfg.gradient_steps):
-                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
-
-            if callback is not None and (self.num_steps % cfg.log_interval == 0
-                                         or self.num_steps == total_steps):
-                elapsed = time.perf_counter() - start_time
-                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
-                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, metrics) is False:
-                    break
+        self.off_policy_learn(total_steps, callback, self.explore)
         return self
+
+    def explore(self, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        """This step's env action, also the one stored: uniform at first, then sampled."""
+        action = (self.action_space.sample() if random
+                  else self.act(self.obs, deterministic=False))
+        return action, action

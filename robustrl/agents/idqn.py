@@ -17,7 +17,6 @@ own waiting time) as a learning signal while still seeing the system-wide one.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -188,42 +187,17 @@ class IDQN(MultiAgent):
     def learn(self, total_steps: int, callback: Callback | None = None) -> IDQN:
         """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
         cfg = self.config
-        if self.envs is None:
-            self.envs = self.make_envs(cfg.n_envs)
-            self.envs.resets = self.stats.episodes
-            self.obs, _ = self.envs.reset()
-        start_step, start_time = self.num_steps, time.perf_counter()
-        last_log, metrics = self.num_steps, {}
-        while self.num_steps < total_steps:
-            if self.num_steps < cfg.learning_starts:
-                action = self.rng.integers(0, self.act_dim, (cfg.n_envs, self.n_agents))
-            else:
-                action = self.act_array(self.obs, deterministic=False)
-            if cfg.normalize_obs:
-                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
-            out = self.envs.step(action)
-            self.stats.step_agents(out["rewards"], out["done"])
-            next_obs = out["obs"].copy()
-            for i, final in out["final_obs"].items():
-                next_obs[i] = final
-            self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"])
-            self.obs = out["obs"]
-            before = self.num_steps
-            self.num_steps += cfg.n_envs
-            if self.num_steps >= cfg.learning_starts and (
-                    self.num_steps // cfg.train_freq > before // cfg.train_freq):
-                for _ in range(cfg.gradient_steps):
-                    metrics = self.update()
-            if self.num_steps // cfg.target_update_interval > before // cfg.target_update_interval:
-                self._sync_targets()
-            if callback is not None and self.num_steps - last_log >= cfg.log_interval:
-                last_log = self.num_steps
-                elapsed = time.perf_counter() - start_time
-                logged = {**self.stats.metrics(), **metrics, "epsilon": self.epsilon(),
-                          "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, logged) is False:
-                    break
+        self.off_policy_learn(total_steps, callback, self.explore,
+                              gradient_steps=cfg.gradient_steps, sync_targets=self._sync_targets,
+                              target_interval=cfg.target_update_interval,
+                              log_extras=lambda: {"epsilon": self.epsilon()})
         return self
+
+    def explore(self) -> tuple[np.ndarray, np.ndarray]:
+        """This step's actions (stored as taken): uniform at first, then ε-greedy."""
+        action = (self.random_actions() if self.num_steps < self.config.learning_starts
+                  else self.act_array(self.obs, deterministic=False))
+        return action, action
 
     # ----------------------------------------------------------------- checkpoint
     def state_names(self) -> tuple[str, ...]:

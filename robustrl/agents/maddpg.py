@@ -14,7 +14,6 @@ actions are the stored ones (the paper's update).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -133,7 +132,7 @@ class MADDPG(MultiAgent):
         return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
     @torch.no_grad()
-    def _explore(self, obs: np.ndarray) -> np.ndarray:
+    def _noisy_action(self, obs: np.ndarray) -> np.ndarray:
         action = self._policy(self.actor, self._x(obs), explore=True).numpy()
         if not self.discrete:
             noise = self.rng.normal(0.0, self.config.exploration_noise, action.shape)
@@ -144,7 +143,7 @@ class MADDPG(MultiAgent):
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         if deterministic:
             return self._to_env(self._policy(self.actor, self._x(obs), explore=False).numpy())
-        return self._to_env(self._explore(obs))
+        return self._to_env(self._noisy_action(obs))
 
     # ----------------------------------------------------------------- update
     def _critic_in(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -220,45 +219,20 @@ class MADDPG(MultiAgent):
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MADDPG:
         """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
-        cfg = self.config
-        if self.envs is None:
-            self.envs = self.make_envs(cfg.n_envs)
-            self.envs.resets = self.stats.episodes
-            self.obs, _ = self.envs.reset()
-        start_step, start_time = self.num_steps, time.perf_counter()
-        last_log, metrics = self.num_steps, {}
-        shape = (cfg.n_envs, self.n_agents)
-        while self.num_steps < total_steps:
-            if cfg.normalize_obs:
-                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
-            if self.num_steps < cfg.learning_starts:
-                if self.discrete:
-                    action = np.eye(self.act_dim, dtype=np.float32)[
-                        self.rng.integers(0, self.act_dim, shape)]
-                else:
-                    action = self.rng.uniform(-1, 1, (*shape, self.act_dim)).astype(np.float32)
-            else:
-                action = self._explore(self.obs)
-            out = self.envs.step(self._to_env(action))
-            self.stats.step_agents(out["rewards"], out["done"])
-            next_obs = out["obs"].copy()
-            for i, final in out["final_obs"].items():
-                next_obs[i] = final
-            self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"])
-            self.obs = out["obs"]
-            before = self.num_steps
-            self.num_steps += cfg.n_envs
-            if self.num_steps >= cfg.learning_starts and (
-                    self.num_steps // cfg.train_freq > before // cfg.train_freq):
-                metrics = self.update()
-            if callback is not None and self.num_steps - last_log >= cfg.log_interval:
-                last_log = self.num_steps
-                elapsed = time.perf_counter() - start_time
-                logged = {**self.stats.metrics(), **metrics,
-                          "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, logged) is False:
-                    break
+        self.off_policy_learn(total_steps, callback, self.explore, normalize_first=True)
         return self
 
+    def explore(self) -> tuple[np.ndarray, np.ndarray]:
+        """This step's critic-format actions (stored) and their env form: uniform at first,
+        then the exploring policy."""
+        if self.num_steps < self.config.learning_starts:
+            if self.discrete:
+                action = np.eye(self.act_dim, dtype=np.float32)[self.random_actions()]
+            else:
+                shape = (self.config.n_envs, self.n_agents, self.act_dim)
+                action = self.rng.uniform(-1, 1, shape).astype(np.float32)
+        else:
+            action = self._noisy_action(self.obs)
+        return action, self._to_env(action)
 
 __all__ = ["MADDPG", "MADDPGConfig"]

@@ -251,9 +251,7 @@ class MAPPO(MultiAgent):
         """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
         cfg = self.config
         if self.envs is None:
-            self.envs = self.make_envs(cfg.n_envs, want_state=self.use_env_state)
-            self.envs.resets = self.stats.episodes
-            self.obs, self.state = self.envs.reset()
+            self.obs, self.state = self.start_envs(cfg.n_envs, want_state=self.use_env_state)
         start_step, start_time = self.num_steps, time.perf_counter()
         while self.num_steps < total_steps:
             batch = self._collect()

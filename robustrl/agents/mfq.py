@@ -57,7 +57,6 @@ action_eps, in probability units): robustness to what the neighbours do.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -364,51 +363,44 @@ class MFQ(MultiAgent):
     def learn(self, total_steps: int, callback: Callback | None = None) -> MFQ:
         """`num_steps` counts env steps (one joint step of all agents in one env copy)."""
         cfg = self.config
-        if self.envs is None:
-            self.envs = self.make_envs(cfg.n_envs)
-            self.envs.resets = self.stats.episodes
-            self.obs, _ = self.envs.reset()
-            self.mean = self.uniform_mean((cfg.n_envs,))
-        start_step, start_time = self.num_steps, time.perf_counter()
-        last_log, metrics = self.num_steps, {}
-        while self.num_steps < total_steps:
-            if self.num_steps < cfg.learning_starts:
-                action = self.rng.integers(0, self.act_dim, (cfg.n_envs, self.n_agents))
-            else:
-                action = self.act_array(self.obs, deterministic=False, mean_action=self.mean)
-            if cfg.normalize_obs:
-                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
-            out = self.envs.step(action)
-            self.stats.step_agents(out["rewards"], out["done"])
-            next_obs = out["obs"].copy()
-            for i, final in out["final_obs"].items():
-                next_obs[i] = final
-            next_mean = self.mean_actions(action)
-            self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"],
-                            mean_actions=self.mean, next_mean_actions=next_mean)
-            self.obs, self.mean = out["obs"], next_mean
-            for i in out["final_obs"]:  # a new episode starts from a uniform ā
-                self.mean[i] = 1.0 / self.act_dim
-            before = self.num_steps
-            self.num_steps += cfg.n_envs
-            if self.num_steps >= cfg.learning_starts and (
-                    self.num_steps // cfg.train_freq > before // cfg.train_freq):
-                for _ in range(cfg.gradient_steps):
-                    metrics = self.update()
-            if self.num_steps // cfg.target_update_interval > before // cfg.target_update_interval:
-                self.q_target.load_state_dict(self.q.state_dict())
-            if callback is not None and self.num_steps - last_log >= cfg.log_interval:
-                last_log = self.num_steps
-                elapsed = time.perf_counter() - start_time
-                logged = {**self.stats.metrics(), **metrics,
-                          "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if cfg.exploration == "boltzmann":
-                    logged["temperature"] = self.temperature()
-                else:
-                    logged["epsilon"] = self.epsilon()
-                if callback(self, logged) is False:
-                    break
+        self.off_policy_learn(total_steps, callback, self.explore,
+                              gradient_steps=cfg.gradient_steps, sync_targets=self._sync_target,
+                              target_interval=cfg.target_update_interval,
+                              log_extras=self._schedule_metrics)
         return self
+
+    def start_envs(self, n: int, want_state: bool = False) -> tuple[np.ndarray, Any]:
+        self.mean = self.uniform_mean((n,))
+        return super().start_envs(n, want_state)
+
+    def explore(self) -> tuple[np.ndarray, np.ndarray]:
+        """This step's actions (stored as taken): uniform at first, then exploring with the
+        training envs' current ā."""
+        if self.num_steps < self.config.learning_starts:
+            action = self.random_actions()
+        else:
+            action = self.act_array(self.obs, deterministic=False, mean_action=self.mean)
+        return action, action
+
+    def store_step(self, action: np.ndarray, env_action: np.ndarray,
+                   **extras: np.ndarray) -> dict[str, Any]:
+        """The joint transition with the ā each agent saw at s and sees at s'; a new episode
+        starts from a uniform ā."""
+        next_mean = self.mean_actions(action)
+        out = super().store_step(action, env_action, mean_actions=self.mean,
+                                 next_mean_actions=next_mean)
+        self.mean = next_mean
+        for i in out["final_obs"]:
+            self.mean[i] = 1.0 / self.act_dim
+        return out
+
+    def _sync_target(self) -> None:
+        self.q_target.load_state_dict(self.q.state_dict())
+
+    def _schedule_metrics(self) -> dict[str, float]:
+        if self.config.exploration == "boltzmann":
+            return {"temperature": self.temperature()}
+        return {"epsilon": self.epsilon()}
 
     # ----------------------------------------------------------------- checkpoint
     def state_names(self) -> tuple[str, ...]:

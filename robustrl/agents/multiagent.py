@@ -24,8 +24,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robustrl.agents.base import Agent
+from robustrl.agents.base import Agent, Callback
 from robustrl.core.errors import RobustRLError
+from robustrl.core.loop import StepRate, crossed
 from robustrl.core.parallel import (
     ParallelEnvs,
     is_parallel_env,
@@ -70,6 +71,13 @@ class MultiAgent(Agent):
         """The first env and n - 1 further copies, stepped together."""
         envs = [self.take_env()] + [self.env_fn() for _ in range(n - 1)]
         return ParallelEnvs(envs, self.agents, self.seed, want_state, self.obs_dim)
+
+    def start_envs(self, n: int, want_state: bool = False) -> tuple[np.ndarray, Any]:
+        """Make the n training envs (`self.envs`) and reset them, seeded past the episodes
+        already counted (a resumed agent continues the seed sequence): (obs, state)."""
+        self.envs = self.make_envs(n, want_state)
+        self.envs.resets = self.stats.episodes
+        return self.envs.reset()
 
     # ----------------------------------------------------------------- acting
     def inputs(self, obs: Any, rms: Any = None) -> Any:
@@ -150,6 +158,65 @@ class MultiAgent(Agent):
             return torch.cat([scale[:per_agent] * mask.flatten(), scale[per_agent:]])
         own = x[:, -self.n_agents:] @ mask  # the one-hot id picks the agent's row
         return torch.cat([scale[:per_agent] * own, scale[per_agent:].expand(len(x), -1)], -1)
+
+    # ----------------------------------------------------------------- off-policy loop
+    def store_step(self, action: np.ndarray, env_action: np.ndarray,
+                   **extras: np.ndarray) -> dict[str, Any]:
+        """Step the training envs with `env_action`, count the returns and store the joint
+        transition (`action` as the learner stores it; where an episode ended, its true final
+        observation, not the reset one); `self.obs` moves on. Returns the envs' step."""
+        out = self.envs.step(env_action)
+        self.stats.step_agents(out["rewards"], out["done"])
+        next_obs = out["obs"].copy()
+        for i, final in out["final_obs"].items():
+            next_obs[i] = final
+        self.buffer.add(self.obs, action, out["rewards"], next_obs, out["terminated"], **extras)
+        self.obs = out["obs"]
+        return out
+
+    def off_policy_learn(self, total_steps: int, callback: Callback | None,
+                         explore: Callable[[], tuple[np.ndarray, np.ndarray]], *,
+                         normalize_first: bool = False, gradient_steps: int = 1,
+                         sync_targets: Callable[[], None] | None = None,
+                         target_interval: int = 1,
+                         log_extras: Callable[[], dict[str, float]] = dict) -> None:
+        """The loop of the off-policy learners (IDQN, MF-Q, MADDPG). `num_steps` counts env
+        steps (one joint step of all agents in one env copy). Each step: `explore()` gives
+        (action to store, env action) for `self.obs` (the learner's own random actions before
+        `learning_starts`); the observation normalizer sees `self.obs` after choosing, or
+        before with `normalize_first`; `store_step` stores it. After `learning_starts`,
+        `gradient_steps` updates every `train_freq` env steps; `sync_targets()` every
+        `target_interval` env steps; every `log_interval` env steps the callback gets the
+        episode statistics, the last update's metrics, `log_extras()` and the step rate."""
+        cfg = self.config
+        if self.envs is None:
+            self.obs, _ = self.start_envs(cfg.n_envs)
+        rate, last_log, metrics = StepRate(self.num_steps), self.num_steps, {}
+        while self.num_steps < total_steps:
+            if normalize_first and cfg.normalize_obs:
+                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
+            action, env_action = explore()
+            if not normalize_first and cfg.normalize_obs:
+                self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
+            self.store_step(action, env_action)
+            before = self.num_steps
+            self.num_steps += cfg.n_envs
+            if self.num_steps >= cfg.learning_starts and crossed(before, self.num_steps,
+                                                                 cfg.train_freq):
+                for _ in range(gradient_steps):
+                    metrics = self.update()
+            if sync_targets is not None and crossed(before, self.num_steps, target_interval):
+                sync_targets()
+            if callback is not None and self.num_steps - last_log >= cfg.log_interval:
+                last_log = self.num_steps
+                logged = {**self.stats.metrics(), **metrics, **log_extras(),
+                          "steps_per_second": rate(self.num_steps)}
+                if callback(self, logged) is False:
+                    break
+
+    def random_actions(self) -> np.ndarray:
+        """Uniform discrete actions for every env copy and agent, (n_envs, n_agents)."""
+        return self.rng.integers(0, self.act_dim, (self.config.n_envs, self.n_agents))
 
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """(..., n_agents, obs_dim) -> actions (..., n_agents[, act_dim]) in env format."""

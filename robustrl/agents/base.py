@@ -180,7 +180,7 @@ class Agent:
         """
         raise NotImplementedError
 
-    # ----------------------------------------------------------------- off-policy loop
+    # ----------------------------------------------------------------- training loops
     def off_policy_learn(self, total_steps: int, callback: Callback | None,
                          explore: Callable[[bool], tuple[Any, Any]]) -> None:
         """The single-env off-policy loop (SAC, Hybrid SAC). Each step `explore(random)` gives
@@ -212,6 +212,23 @@ class Agent:
             if callback is not None and (self.num_steps % cfg.log_interval == 0
                                          or self.num_steps == total_steps):
                 metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                           "steps_per_second": rate(self.num_steps)}
+                if callback(self, metrics) is False:
+                    break
+
+    def on_policy_learn(self, total_steps: int, callback: Callback | None, rollout_steps: int,
+                        before_rollout: Callable[[], None] | None = None) -> None:
+        """The on-policy loop (PPO, MAPPO/IPPO): `_collect()` a rollout of `rollout_steps` env
+        steps, `update` on it, hand the callback the metrics; `before_rollout()` first."""
+        rate = StepRate(self.num_steps)
+        while self.num_steps < total_steps:
+            if before_rollout is not None:
+                before_rollout()
+            batch = self._collect()
+            self.num_steps += rollout_steps
+            metrics = self.update(batch)
+            if callback is not None:
+                metrics = {**self.stats.metrics(), **metrics,
                            "steps_per_second": rate(self.num_steps)}
                 if callback(self, metrics) is False:
                     break

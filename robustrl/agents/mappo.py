@@ -13,7 +13,6 @@ critic's input, so sampling, log-probabilities and initialisation are PPO's.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,8 +23,9 @@ from torch import nn
 
 from robustrl.agents.base import Callback, Capabilities
 from robustrl.agents.multiagent import MultiAgent
-from robustrl.agents.ppo import ActorCritic
+from robustrl.agents.ppo import ActorCritic, clipped_policy_loss
 from robustrl.core.episodes import MultiAgentStats
+from robustrl.core.loop import minibatches
 from robustrl.core.networks import mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.core.returns import gae
@@ -206,26 +206,18 @@ class MAPPO(MultiAgent):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
         size = batch["obs"].shape[0]
-        mb = size // cfg.n_minibatches
         actions = batch["actions"].long() if self.discrete else batch["actions"]
         log: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                        "approx_kl": []}
         for _ in range(cfg.n_epochs):
-            perm = torch.randperm(size)
-            for start in range(0, size - mb + 1, mb):
-                idx = perm[start:start + mb]
+            for idx in minibatches(size, cfg.n_minibatches):
                 dist = self.net.distribution(batch["obs"][idx])
                 log_ratio = self.net.log_prob(dist, actions[idx]) - batch["logp"][idx]
-                ratio = log_ratio.exp()
-                adv = batch["advantages"][idx]
-                if cfg.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                policy_loss = -torch.min(
-                    ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+                policy_loss, ratio = clipped_policy_loss(log_ratio, batch["advantages"][idx],
+                                                         cfg.clip, cfg.normalize_advantage)
                 value = self.net.value(batch["critic"][idx])
                 value_loss = 0.5 * ((value - batch["returns"][idx]) ** 2).mean()
-                entropy = dist.entropy()
-                entropy = (entropy if self.discrete else entropy.sum(-1)).mean()
+                entropy = self.net.entropy(dist)
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
                 if self.ernie:  # lam * R(theta); agent ids and padding stay fixed
                     out = dist.logits if self.discrete else dist.loc  # actor(obs), reused
@@ -252,17 +244,7 @@ class MAPPO(MultiAgent):
         cfg = self.config
         if self.envs is None:
             self.obs, self.state = self.start_envs(cfg.n_envs, want_state=self.use_env_state)
-        start_step, start_time = self.num_steps, time.perf_counter()
-        while self.num_steps < total_steps:
-            batch = self._collect()
-            self.num_steps += cfg.n_envs * cfg.n_steps
-            metrics = self.update(batch)
-            if callback is not None:
-                elapsed = time.perf_counter() - start_time
-                metrics = {**self.stats.metrics(), **metrics,
-                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, metrics) is False:
-                    break
+        self.on_policy_learn(total_steps, callback, cfg.n_envs * cfg.n_steps)
         return self
 
 

@@ -7,7 +7,6 @@ time-limit truncation bootstraps from the true final observation.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,6 +18,7 @@ from torch.distributions import Categorical, Normal
 
 from robustrl.agents.base import Agent, Callback, Capabilities
 from robustrl.core.episodes import EpisodeStats
+from robustrl.core.loop import minibatches
 from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.core.returns import gae
@@ -87,8 +87,23 @@ class ActorCritic(nn.Module):
         lp = dist.log_prob(actions)
         return lp if self.discrete else lp.sum(-1)
 
+    def entropy(self, dist) -> torch.Tensor:
+        """Mean entropy of the (per-dimension, for continuous actions summed) distribution."""
+        entropy = dist.entropy()
+        return (entropy if self.discrete else entropy.sum(-1)).mean()
+
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
+
+
+def clipped_policy_loss(log_ratio: torch.Tensor, adv: torch.Tensor, clip: float,
+                        normalize_advantage: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate loss and the probability ratio, from log(pi / pi_old) and the
+    advantages (normalized over the minibatch when asked)."""
+    ratio = log_ratio.exp()
+    if normalize_advantage:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean(), ratio
 
 
 class PPO(Agent):
@@ -213,24 +228,16 @@ class PPO(Agent):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
         size = batch["obs"].shape[0]
-        mb = size // cfg.n_minibatches
         actions = batch["actions"].long() if self.net.discrete else batch["actions"]
         log: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                        "approx_kl": [], "clip_fraction": []}
         for _ in range(cfg.n_epochs):
-            perm = torch.randperm(size)
-            for start in range(0, size - mb + 1, mb):
-                idx = perm[start:start + mb]
+            for idx in minibatches(size, cfg.n_minibatches):
                 obs = batch["obs"][idx]
                 dist = self.net.distribution(obs)
-                logp = self.net.log_prob(dist, actions[idx])
-                log_ratio = logp - batch["logp"][idx]
-                ratio = log_ratio.exp()
-                adv = batch["advantages"][idx]
-                if cfg.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                policy_loss = -torch.min(
-                    ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+                log_ratio = self.net.log_prob(dist, actions[idx]) - batch["logp"][idx]
+                policy_loss, ratio = clipped_policy_loss(log_ratio, batch["advantages"][idx],
+                                                         cfg.clip, cfg.normalize_advantage)
                 value = self.net.value(obs)
                 value_err = (value - batch["returns"][idx]) ** 2
                 if cfg.clip_value is not None:
@@ -238,8 +245,7 @@ class PPO(Agent):
                     clipped = old + (value - old).clamp(-cfg.clip_value, cfg.clip_value)
                     value_err = torch.max(value_err, (clipped - batch["returns"][idx]) ** 2)
                 value_loss = 0.5 * value_err.mean()
-                entropy = dist.entropy()
-                entropy = (entropy if self.net.discrete else entropy.sum(-1)).mean()
+                entropy = self.net.entropy(dist)
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
                 if self.ernie:  # lam * R(theta) on normalized observations (robustrl.robust)
                     out = dist.logits if self.net.discrete else dist.loc  # actor(obs), reused
@@ -269,19 +275,11 @@ class PPO(Agent):
             self.envs = self._make_envs()
         if self.obs is None:
             self.obs, _ = self.envs.reset(seed=self.seed + self.stats.episodes)
-        rollout = cfg.n_envs * cfg.n_steps
-        start_step, start_time = self.num_steps, time.perf_counter()
-        while self.num_steps < total_steps:
-            if cfg.lr_schedule == "linear":
-                for group in self.opt.param_groups:
-                    group["lr"] = cfg.lr * max(1.0 - self.num_steps / total_steps, 0.0)
-            batch = self._collect()
-            self.num_steps += rollout
-            metrics = self.update(batch)
-            if callback is not None:
-                elapsed = time.perf_counter() - start_time
-                metrics = {**self.stats.metrics(), **metrics,
-                           "steps_per_second": (self.num_steps - start_step) / max(elapsed, 1e-9)}
-                if callback(self, metrics) is False:
-                    break
+
+        def anneal() -> None:
+            for group in self.opt.param_groups:
+                group["lr"] = cfg.lr * max(1.0 - self.num_steps / total_steps, 0.0)
+
+        self.on_policy_learn(total_steps, callback, cfg.n_envs * cfg.n_steps,
+                             anneal if cfg.lr_schedule == "linear" else None)
         return self

@@ -1,9 +1,12 @@
-"""Bookkeeping every learner's `learn` loop shares: the call's throughput and when an
-interval comes due."""
+"""Bookkeeping every learner's `learn` loop shares: the call's throughput, when an interval
+comes due, and an epoch's shuffled minibatches."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+
+import torch
 
 
 class StepRate:
@@ -21,3 +24,12 @@ def crossed(before: int, after: int, every: int) -> bool:
     """Whether a step counter going from `before` to `after` passed a multiple of `every` (a
     learner stepping n_envs copies at once can jump over the multiple itself)."""
     return after // every > before // every
+
+
+def minibatches(size: int, n_minibatches: int) -> Iterator[torch.Tensor]:
+    """One epoch's sample indices: a fresh permutation of `size` cut into `n_minibatches`
+    equal slices (the remainder is left out)."""
+    mb = size // n_minibatches
+    perm = torch.randperm(size)
+    for start in range(0, size - mb + 1, mb):
+        yield perm[start:start + mb]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from robustrl.agents.offline import Batch, GaussianActor, OfflineWorker, TwinQ, frozen_copy
 from robustrl.core.networks import polyak_update
@@ -59,17 +58,12 @@ class AWAC(OfflineWorker):
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
         b = self.prepare(batch)
-        rewards = c.reward_scale * b.rewards + c.reward_bias
 
         with torch.no_grad():
             next_actions = self.actor.act(b.next_obs, deterministic=False)
             next_q = self.q_target(b.next_obs, next_actions).min(0).values
-            target = rewards + c.gamma * (1.0 - b.dones) * next_q
-        qs = self.q(b.obs, b.actions)
-        q_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_opt.step()
+            target = b.rewards + c.gamma * (1.0 - b.dones) * next_q
+        _, q_loss = self.critic_step(b, target)
 
         with torch.no_grad():
             pi_actions = self.actor.act(b.obs, deterministic=False)

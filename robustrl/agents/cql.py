@@ -107,7 +107,6 @@ class CQL(OfflineWorker):
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
         b = self.prepare(batch)
-        rewards = c.reward_scale * b.rewards + c.reward_bias
         bsz, n = len(b.rewards), c.n_actions
 
         # ---- actor and temperature
@@ -129,7 +128,7 @@ class CQL(OfflineWorker):
         with torch.no_grad():
             next_actions, _ = self.actor.sample(b.next_obs)
             next_q = self.q_target(b.next_obs, next_actions).min(0).values
-            target = rewards + c.gamma * (1.0 - b.dones) * next_q
+            target = b.rewards + c.gamma * (1.0 - b.dones) * next_q
             obs_rep = b.obs.repeat_interleave(n, 0)
             next_rep = b.next_obs.repeat_interleave(n, 0)
             rand_a = torch.empty(bsz * n, self.act_dim, device=self.device).uniform_(-1, 1)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from robustrl.agents.offline import Batch, GaussianActor, OfflineWorker, TwinQ, frozen_copy
 from robustrl.core.networks import mlp, polyak_update
@@ -64,7 +63,6 @@ class IQL(OfflineWorker):
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
         b = self.prepare(batch)
-        rewards = c.reward_scale * b.rewards + c.reward_bias
 
         with torch.no_grad():
             target_q = self.q_target(b.obs, b.actions).min(0).values
@@ -77,12 +75,8 @@ class IQL(OfflineWorker):
 
         with torch.no_grad():
             next_v = self.v(b.next_obs).squeeze(-1)
-            target = rewards + c.gamma * (1.0 - b.dones) * next_v
-        qs = self.q(b.obs, b.actions)
-        q_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_opt.step()
+            target = b.rewards + c.gamma * (1.0 - b.dones) * next_v
+        _, q_loss = self.critic_step(b, target)
         polyak_update(self.q_target, self.q, c.tau)
 
         weights = torch.exp(c.beta * advantage.detach()).clamp(max=c.max_weight)

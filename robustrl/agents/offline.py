@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from robustrl.agents.base import Capabilities
@@ -178,9 +179,23 @@ class OfflineWorker:
         return ((actions - self.action_bias) / self.action_scale).clamp(-1.0, 1.0)
 
     def prepare(self, batch: Batch) -> Batch:
+        """A raw batch as the networks see it: normalized inputs, actions in [-1, 1], rewards
+        as `reward_scale * r + reward_bias`."""
+        c = self.config
         return batch._replace(obs=self.normalizer(batch.obs),
                               next_obs=self.normalizer(batch.next_obs),
-                              actions=self.to_unit_actions(batch.actions))
+                              actions=self.to_unit_actions(batch.actions),
+                              rewards=c.reward_scale * batch.rewards + c.reward_bias)
+
+    def critic_step(self, b: Batch, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the twin critics `q` (optimizer `q_opt`) toward the TD `target` (B,) at
+        the data's actions, on the per-critic MSE summed: (Q-values (2, B), the loss)."""
+        qs = self.q(b.obs, b.actions)
+        q_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        self.q_opt.step()
+        return qs, q_loss
 
     @torch.no_grad()
     def act(self, inputs: np.ndarray, deterministic: bool = True) -> np.ndarray:

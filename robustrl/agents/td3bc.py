@@ -65,19 +65,14 @@ class TD3BC(OfflineWorker):
     def update(self, batch: Batch) -> dict[str, float]:
         c = self.config
         b = self.prepare(batch)
-        rewards = c.reward_scale * b.rewards + c.reward_bias
 
         with torch.no_grad():
             noise = (torch.randn_like(b.actions) * c.policy_noise).clamp(-c.noise_clip,
                                                                          c.noise_clip)
             next_actions = (self.actor_target(b.next_obs) + noise).clamp(-1.0, 1.0)
             next_q = self.q_target(b.next_obs, next_actions).min(0).values
-            target = rewards + c.gamma * (1.0 - b.dones) * next_q
-        qs = self.q(b.obs, b.actions)
-        q_loss = F.mse_loss(qs, target.expand_as(qs), reduction="none").mean(1).sum()
-        self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
-        self.q_opt.step()
+            target = b.rewards + c.gamma * (1.0 - b.dones) * next_q
+        qs, q_loss = self.critic_step(b, target)
 
         self.num_updates += 1
         if self.num_updates % c.policy_freq == 0:

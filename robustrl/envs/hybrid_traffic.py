@@ -28,11 +28,11 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from robustrl.core.errors import RobustRLError
 from robustrl.envs.traffic_config import TrafficConfig
 from robustrl.envs.traffic_core import TrafficCore, open_env
+from robustrl.envs.traffic_parallel import TrafficParallelBase
 
 
 def hybrid_action_space(n_phases: int, low: float, high: float) -> spaces.Tuple:
@@ -139,27 +139,16 @@ class HybridTrafficEnv(gym.Env):
         self.core.close()
 
 
-class HybridTrafficParallelEnv(ParallelEnv):
+class HybridTrafficParallelEnv(TrafficParallelBase):
     """Several lights, event driven: each light decides when its own green ends."""
 
     metadata: ClassVar[dict[str, Any]] = {"name": "robustrl_hybrid_traffic", "render_modes": [],
                                           "is_parallelizable": True}
 
     def __init__(self, core: TrafficCore | None = None, **kwargs: Any):
-        self.core = core or TrafficCore(TrafficConfig.from_kwargs(kwargs))
-        self.sim = self.core.sim
+        super().__init__(core, kwargs)
         self.driver = _Driver(self.core)
-        self.possible_agents = list(self.core.ts_ids)
-        self.agents: list[str] = []
-        self.observation_spaces = dict(self.core.observation_spaces)
         self.action_spaces = dict(self.driver.action_spaces)
-        self.render_mode = None
-
-    def observation_space(self, agent: str) -> spaces.Space:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Space:
-        return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.core.reset(seed)
@@ -188,21 +177,11 @@ class HybridTrafficParallelEnv(ParallelEnv):
         infos = {a: {**info, "reward_factors": factors[a], "acting": a in acting,
                      "green_duration": self.driver.duration[a], "step_seconds": seconds}
                  for a in agents}
-        terminations = dict.fromkeys(agents, False)
-        truncations = dict.fromkeys(agents, truncated)
-        if truncated:
-            self.agents = []
-        return obs, rewards, terminations, truncations, infos
+        return self._step_result(obs, rewards, infos, truncated)
 
     def state(self) -> np.ndarray:
         return np.concatenate([self.core.signals[a].compute_observation()
                                for a in self.possible_agents])
-
-    def render(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.core.close()
 
 
 def make_hybrid_traffic(**kwargs: Any) -> Any:

@@ -38,11 +38,11 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from robustrl.core.errors import RobustRLError
 from robustrl.envs.traffic_config import INSTALL, TrafficConfig, load_sumo_rl, resolve_file
 from robustrl.envs.traffic_core import FACTORS, TrafficCore, open_env
+from robustrl.envs.traffic_parallel import TrafficParallelBase
 from robustrl.envs.worker import find_worker
 
 
@@ -113,7 +113,7 @@ class TrafficSignalEnv(gym.Env):
         self.core.close()
 
 
-class TrafficParallelEnv(ParallelEnv):
+class TrafficParallelEnv(TrafficParallelBase):
     """PettingZoo ParallelEnv: one agent per traffic light, acting every `delta_time` seconds.
     Each agent's info holds its own `reward_factors` and the shared system metrics."""
 
@@ -121,20 +121,9 @@ class TrafficParallelEnv(ParallelEnv):
                                           "is_parallelizable": True}
 
     def __init__(self, core: TrafficCore | None = None, **kwargs: Any):
-        self.core = core or TrafficCore(TrafficConfig.from_kwargs(kwargs))
+        super().__init__(core, kwargs)
         self.config = self.core.config
-        self.sim = self.core.sim  # reachable for perturbations (they look for a SumoEnvironment)
-        self.possible_agents = list(self.core.ts_ids)
-        self.agents: list[str] = []
-        self.observation_spaces = dict(self.core.observation_spaces)
         self.action_spaces = dict(self.core.action_spaces)
-        self.render_mode = None
-
-    def observation_space(self, agent: str) -> spaces.Space:
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Space:
-        return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.core.reset(seed)
@@ -146,21 +135,10 @@ class TrafficParallelEnv(ParallelEnv):
         agents = self.agents
         infos = {a: {**info, "reward_factors": factors[a]} for a in agents}
         rewards = {a: float(rewards[a]) for a in agents}
-        obs = {a: obs[a] for a in agents}
-        terminations = dict.fromkeys(agents, False)
-        truncations = dict.fromkeys(agents, truncated)
-        if truncated:
-            self.agents = []
-        return obs, rewards, terminations, truncations, infos
+        return self._step_result({a: obs[a] for a in agents}, rewards, infos, truncated)
 
     def state(self) -> np.ndarray:
         return np.concatenate([self.core.sim.observations[a] for a in self.possible_agents])
-
-    def render(self) -> None:
-        return None
-
-    def close(self) -> None:
-        self.core.close()
 
 
 def make_traffic(**kwargs: Any) -> Any:

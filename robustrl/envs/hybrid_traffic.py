@@ -32,7 +32,7 @@ from gymnasium import spaces
 from robustrl.core.errors import RobustRLError
 from robustrl.envs.traffic_config import TrafficConfig
 from robustrl.envs.traffic_core import TrafficCore, open_env
-from robustrl.envs.traffic_parallel import TrafficParallelBase
+from robustrl.envs.traffic_parallel import TrafficParallelBase, build_adapter
 
 
 def hybrid_action_space(n_phases: int, low: float, high: float) -> spaces.Tuple:
@@ -191,12 +191,12 @@ def make_hybrid_traffic(**kwargs: Any) -> Any:
 
 
 def _build(config: TrafficConfig) -> HybridTrafficEnv | HybridTrafficParallelEnv:
-    core = TrafficCore(config)
-    single = config.single_agent
-    if single is None:
-        single = len(core.ts_ids) == 1
-    if single and len(core.ts_ids) > 1:
+    return build_adapter(config, _one_light, HybridTrafficParallelEnv)
+
+
+def _one_light(core: TrafficCore) -> HybridTrafficEnv:
+    if len(core.ts_ids) > 1:
         core.close()
         raise RobustRLError("hybrid traffic: single_agent=True needs a one-light network (a "
                             "central hybrid controller for several lights is not provided)")
-    return HybridTrafficEnv(core) if single else HybridTrafficParallelEnv(core)
+    return HybridTrafficEnv(core)

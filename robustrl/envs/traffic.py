@@ -42,7 +42,7 @@ from gymnasium import spaces
 from robustrl.core.errors import RobustRLError
 from robustrl.envs.traffic_config import INSTALL, TrafficConfig, load_sumo_rl, resolve_file
 from robustrl.envs.traffic_core import FACTORS, TrafficCore, open_env
-from robustrl.envs.traffic_parallel import TrafficParallelBase
+from robustrl.envs.traffic_parallel import TrafficParallelBase, build_adapter
 from robustrl.envs.worker import find_worker
 
 
@@ -148,11 +148,7 @@ def make_traffic(**kwargs: Any) -> Any:
 
 
 def _build(config: TrafficConfig) -> TrafficSignalEnv | TrafficParallelEnv:
-    core = TrafficCore(config)
-    single = config.single_agent
-    if single is None:
-        single = len(core.ts_ids) == 1
-    return TrafficSignalEnv(core) if single else TrafficParallelEnv(core)
+    return build_adapter(config, TrafficSignalEnv, TrafficParallelEnv)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""What the two PettingZoo traffic adapters share (`traffic/*`' `TrafficParallelEnv`,
-`hybrid/traffic-*`' `HybridTrafficParallelEnv`): one agent per light of a `TrafficCore`, the
-per-agent spaces, how an episode ends (every light is cut off together at the time limit;
-none terminates), render and close."""
+"""What the traffic adapters of `traffic/*` and `hybrid/traffic-*` share: which adapter a
+config gets (`build_adapter`) and the PettingZoo side (`TrafficParallelBase`: one agent per
+light of a `TrafficCore`, the per-agent spaces, how an episode ends (every light is cut off
+together at the time limit; none terminates), render and close)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gymnasium import spaces
@@ -48,3 +49,14 @@ class TrafficParallelBase(ParallelEnv):
 
     def close(self) -> None:
         self.core.close()
+
+
+def build_adapter(config: TrafficConfig, single_env: Callable[[TrafficCore], Any],
+                  parallel_env: Callable[[TrafficCore], Any]) -> Any:
+    """The simulation of `config` behind its adapter: `single_env` (Gymnasium) for one light or
+    single_agent=True, `parallel_env` (PettingZoo) for several lights or single_agent=False."""
+    core = TrafficCore(config)
+    single = config.single_agent
+    if single is None:
+        single = len(core.ts_ids) == 1
+    return single_env(core) if single else parallel_env(core)

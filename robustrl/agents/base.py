@@ -2,7 +2,9 @@
 learn-callback contract.
 
 An algorithm file subclasses `Agent` once and fills in `_build`, `learn`, `act`,
-`policy_output` and the state it wants checkpointed; there is no deeper hierarchy.
+`policy_output` and the state it wants checkpointed; there is no deeper hierarchy. `learn` may
+hand the loop itself to `off_policy_learn` or `on_policy_learn` (below), keeping only what is
+its own (how it explores, what runs before a rollout).
 
 Envs. `env` is an env id, an env instance or a zero-argument factory. The instance (or the first
 env the id or factory makes) is the agent's first env; every further copy is `env_fn()`:

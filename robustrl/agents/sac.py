@@ -1,8 +1,9 @@
 """Soft Actor-Critic (Haarnoja et al. 2018) for continuous (Box) actions.
 
-Read top to bottom: config, networks, acting, the update, the loop. The twin critics are one
-`EnsembleMLP` (both evaluated in a single batched matmul), the target update is one fused
-lerp, and the actor's backward pass skips the critics' weight gradients.
+Read top to bottom: config, networks, acting, the update, the loop (`Agent.off_policy_learn`
+with SAC's exploration). The twin critics are one `EnsembleMLP` (both evaluated in a single
+batched matmul), the target update is one fused lerp, and the actor's backward pass skips the
+critics' weight gradients.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ A resumed run continues the same W&B run: its id is kept in the run directory (`
 from __future__ import annotations
 
 import math
+import secrets
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +40,7 @@ class WandbTracker:
         import wandb
 
         id_file = directory / "wandb-id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
         atomic_write_text(id_file, run_id)
         self.run = wandb.init(project=project, name=directory.name, id=run_id, resume="allow",
                               dir=str(directory), config=config, reinit="create_new")

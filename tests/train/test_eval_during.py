@@ -154,3 +154,71 @@ def test_threads_default_to_one_unless_the_user_chose(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- tracking
+def _wandb_history(run):
+    """History rows of an offline W&B run, read from its .wandb file (LevelDB-style log of
+    protobuf records: 32 KiB blocks, 7-byte record headers)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    (path,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    data, pos, block, chunks, records = path.read_bytes(), 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:  # padding to the end of a block
+            pos += left
+            continue
+        chunks += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            records.append(chunks)
+            chunks = b""
+    rows = []
+    for raw in records:
+        record = pb.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+    return rows
+
+
+def test_wandb_offline_logs_the_tensorboard_scalars(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    train(build_run("sac", "gym/Pendulum-v1", 300, overrides={
+        **SAC, "run.tensorboard": True, "run.track": "wandb", "run.eval_every": 200,
+        "run.eval_episodes": 1}), run)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(run / "tb"))
+    tb.Reload()
+    expected = {(tag, e.step): e.value for tag in tb.Tags()["scalars"] for e in tb.Scalars(tag)}
+    logged = {(k, row["_step"]): v for row in _wandb_history(run) for k, v in row.items()
+              if not k.startswith("_")}
+    assert logged.keys() == expected.keys()
+    assert ("eval/return_mean", 200) in logged and ("critic_loss", 300) in logged
+    assert all(abs(logged[k] - v) <= 1e-4 * max(1.0, abs(v)) for k, v in expected.items())
+
+
+def test_tracker_choice_and_missing_extra_are_one_line(tmp_path, monkeypatch):
+    import sys
+
+    from robustrl.core.tracking import check_tracker
+
+    with pytest.raises(RobustRLError, match="unknown run.track 'mlflow'; choose one of: none, "):
+        train(build_run("sac", "gym/Pendulum-v1", 100, overrides={
+            **SAC, "run.track": "mlflow"}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if the extra were not installed
+    with pytest.raises(RobustRLError, match=r"pip install robustrl\[wandb\]"):
+        check_tracker("wandb")

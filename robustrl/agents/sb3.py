@@ -121,7 +121,19 @@ class SB3Agent(Agent):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         cls = getattr(sb3_module(), ALGOS[self.algo][0])
+        self._close_model_env()
         self.model = cls.load(io.BytesIO(state["sb3_zip"]), device="cpu")
+
+    def close(self) -> None:
+        self._close_model_env()
+        super().close()
+
+    def _close_model_env(self) -> None:
+        """Close the envs SB3 holds (its VecEnv); `learn` hands it a new one."""
+        env = self.model.get_env()
+        if env is not None:
+            env.close()
+            self.model.env = None
 
 
 def _bridge(agent: SB3Agent, callback: Callback | None) -> Any:
@@ -161,6 +173,10 @@ def sb3_class(name: str) -> type[SB3Agent]:
                  "__doc__": f"Stable-Baselines3 {ALGOS[algo][0]} (its own defaults)."})
 
 
+def _short(space: gym.Space) -> str:
+    return f"Box(shape={space.shape})" if isinstance(space, gym.spaces.Box) else str(space)
+
+
 def load_zip(algo: str, path: str | Path, env_id: str,
              env_kwargs: dict[str, Any] | None = None) -> SB3Agent:
     """An agent acting with the SB3 model saved at `path` (`model.save`) on env `env_id`."""
@@ -176,9 +192,9 @@ def load_zip(algo: str, path: str | Path, env_id: str,
     agent = cls(env_id, SB3Config(), env_kwargs=env_kwargs, model=model)
     if (model.observation_space.shape != agent.observation_space.shape
             or model.action_space != agent.action_space):
-        raise RobustRLError(f"{path} was trained on observations {model.observation_space} / "
-                            f"actions {model.action_space}, {env_id} has "
-                            f"{agent.observation_space} / {agent.action_space}")
+        raise RobustRLError(f"{path} was trained on observations {_short(model.observation_space)}"
+                            f" and actions {_short(model.action_space)}; {env_id} has "
+                            f"{_short(agent.observation_space)} and {_short(agent.action_space)}")
     agent.num_steps = int(model.num_timesteps)
     return agent
 

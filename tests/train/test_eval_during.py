@@ -222,3 +222,12 @@ def test_tracker_choice_and_missing_extra_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if the extra were not installed
     with pytest.raises(RobustRLError, match=r"pip install robustrl\[wandb\]"):
         check_tracker("wandb")
+
+
+def test_resumed_run_keeps_its_best_score_and_schedule(tmp_path):
+    from robustrl.train.eval_during import PeriodicEval
+
+    rows = [{"step": "200", "eval/return_mean": "-700.5"}, {"step": "300", "loss": "1"},
+            {"step": "400", "eval/return_mean": "-900"}]
+    evals = PeriodicEval(tmp_path, every=200, episodes=1, seed=0, rows=rows, start=450)
+    assert evals.best == -700.5 and evals.next == 600

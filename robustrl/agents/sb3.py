@@ -90,12 +90,17 @@ class SB3Agent(Agent):
         return self
 
     def metrics(self, since: int, started: float) -> dict[str, float]:
+        """steps/s, the mean return and length of SB3's last 100 episodes, SB3's losses."""
         episodes = list(self.model.ep_info_buffer or [])
         out = {"steps_per_second": (self.num_steps - since) / max(time.perf_counter() - started,
                                                                   1e-9)}
         if episodes:
             out["episode_return"] = float(np.mean([e["r"] for e in episodes]))
             out["episode_length"] = float(np.mean([e["l"] for e in episodes]))
+        logged = getattr(self.model, "_logger", None)  # SB3's latest train/* values (losses)
+        for key, value in (logged.name_to_value.items() if logged is not None else ()):
+            if key.startswith("train/") and isinstance(value, (int, float, np.floating)):
+                out[key.removeprefix("train/")] = float(value)
         return out
 
     # ----------------------------------------------------------------- acting

@@ -126,7 +126,8 @@ def cmd_agents(args: argparse.Namespace) -> int:
     print(agents_table())
     print("\nernie: accepts robust.method=ernie; relabel: a learned reward also rewrites its "
           "replay buffer;\nreward: accepts --reward learned/heron/weighted; gpu: accepts "
-          "run.device=cuda.")
+          "run.device=cuda.\nSB3 agents (pip install robustrl[sb3]): sb3:ppo, sb3:sac, "
+          "sb3:td3, sb3:a2c, sb3:ddpg, sb3:dqn.")
     return 0
 
 

@@ -86,9 +86,10 @@ def record(env: Any, directory: str | Path, prefix: str) -> Any:
     """`env` (made with render_mode="rgb_array") recording every episode into `directory`."""
     _check_moviepy()
     directory = Path(directory)
+    base = getattr(env, "unwrapped", env)  # probe below the perturbations: their RNGs untouched
     try:  # fail here, in one line, when this machine cannot render the env
-        env.reset(seed=0)
-        frame = env.render()
+        base.reset(seed=0)
+        frame = base.render()
     except RobustRLError:
         raise
     except Exception as e:  # GL backends fail in many ways (FatalError, GLError, ImportError)

@@ -35,8 +35,15 @@ def test_particle_world_video(tmp_path, capsys):
     frames = _frames(videos[0])
     assert frames.shape[0] == 16 and frames.shape[-1] == 3  # reset + 15 steps
     assert frames.std() > 0  # a real picture, not a blank frame
+    # recording changes nothing: the same episodes as without video
+    from robustrl.train import evaluate_run
+
+    plain = evaluate_run(run, 2, ["obs-gaussian:0.1"])
+    filmed = evaluate_run(run, 2, ["obs-gaussian:0.1"], video=tmp_path / "v2")
+    assert filmed["returns"] == plain["returns"]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and MuJoCo: 15-30 s on 2 cores
 def test_mujoco_headless_video(tmp_path):
     run = tmp_path / "pendulum"
     train(build_run("ppo", "mujoco/InvertedPendulum-v5", 100, overrides={

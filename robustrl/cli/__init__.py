@@ -51,6 +51,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.sb3:  # an SB3 model file: no run directory, so the env is named
         if not args.env:
             raise RobustRLError("--sb3 needs --env ID, the env the model was trained on")
+        if args.which != "final":
+            raise RobustRLError("--which picks an agent of a run directory; an SB3 model file "
+                                "holds one")
         result = evaluate_sb3(args.run_dir, args.sb3, args.env, args.episodes,
                               args.perturb or [], args.seed, video=args.video)
     elif args.env:

@@ -54,6 +54,8 @@ def test_eval_sb3_model_under_perturbations(ppo_zip, capsys):
 def test_sb3_eval_input_errors_are_one_line(ppo_zip, tmp_path, capsys):
     cases = [
         (["--sb3", "ppo"], "--sb3 needs --env"),
+        (["--sb3", "ppo", "--env", "gym/CartPole-v1", "--which", "best"], "holds one"),
+        (["--env", "gym/CartPole-v1"], "--env is for an SB3 model file"),
         (["--sb3", "ppo", "--env", "gym/Pendulum-v1"], "trained on observations Box(shape=(4"),
         (["--sb3", "sac", "--env", "gym/CartPole-v1"], "is not an SB3 SAC model file"),
         (["--sb3", "nope", "--env", "gym/CartPole-v1"], "SB3 agents: sb3:ppo"),

@@ -84,7 +84,7 @@ def test_missing_extra_names_it(monkeypatch):
 def test_sb3_agent_in_a_run_trains_resumes_and_evaluates(tmp_path):
     run = tmp_path / "run"
     cfg = build_run("sb3:ppo", "gym/CartPole-v1", 512, overrides={
-        "log_every": 128, "run.eval_every": 256, "run.eval_episodes": 2,
+        "log_every": 512, "run.eval_every": 1024, "run.eval_episodes": 1,
         "run.tensorboard": False})
     agent = train(cfg, run, show_progress=False)
     assert agent.num_steps >= 512  # SB3's PPO collects whole rollouts (2048 steps)

@@ -43,6 +43,8 @@ module is imported only when its learner is used."""
 
 def agent_class(name: str) -> type[Any]:
     """The learner class registered as `name` (an `Agent` subclass for online learners)."""
+    if name.startswith("sb3:"):  # Stable-Baselines3 algorithms, optional (robustrl[sb3])
+        return importlib.import_module("robustrl.agents.sb3").sb3_class(name)
     if name not in AGENTS:
         raise RobustRLError(f"unknown agent '{name}'; available: {', '.join(sorted(AGENTS))}")
     module, _, attr = AGENTS[name].partition(":")

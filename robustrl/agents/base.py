@@ -14,7 +14,9 @@ is `envs.make`'s business, not the agent's.
 
 Callback contract: `learn(total_steps, callback)` trains until `num_steps == total_steps`
 (so a resumed agent calls it with the same total) and calls `callback(agent, metrics)` every
-log interval; a callback returning False stops training early.
+log interval; a callback returning False stops training early. Every subclass's `learn` is
+wrapped once (robustrl.agents.learning) to also take `progress=True` (the CLI's bar),
+`callbacks=[fn]` (fn(LearnInfo); False stops) and `threads` (default: one unless the user set them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from robustrl.agents.learning import wrap_learn
 from robustrl.core.checkpoint import load_state, state_of
 from robustrl.core.config import to_dict
 from robustrl.core.errors import RobustRLError
@@ -79,6 +82,11 @@ class Agent:
     """Attributes a checkpoint holds (robustrl.core.checkpoint: networks, optimizers,
     normalizers, counters; "stats.episodes" reaches into an attribute); the replay buffer is
     added when saving for resuming."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "learn" in cls.__dict__:
+            cls.learn = wrap_learn(cls.__dict__["learn"])  # type: ignore[method-assign]
 
     def __init__(self, env: EnvLike, config: Any = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None):

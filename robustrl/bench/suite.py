@@ -307,7 +307,8 @@ def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, see
     from robustrl.train import run_to_dict
 
     run_data = run_to_dict(run)
-    for key in ("tensorboard", "checkpoint_every", "threads"):  # do not change results
+    for key in ("tensorboard", "checkpoint_every", "threads", "eval_every", "eval_episodes",
+                "track"):  # do not change results
         run_data["run"].pop(key, None)
     run_id = digest(run_data)
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", label).strip("-")

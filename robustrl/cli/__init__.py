@@ -46,9 +46,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from robustrl.train import evaluate_run
+    from robustrl.train import evaluate_run, evaluate_sb3
 
-    result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed)
+    if args.sb3:  # an SB3 model file: no run directory, so the env is named
+        if not args.env:
+            raise RobustRLError("--sb3 needs --env ID, the env the model was trained on")
+        if args.which != "final":
+            raise RobustRLError("--which picks an agent of a run directory; an SB3 model file "
+                                "holds one")
+        result = evaluate_sb3(args.run_dir, args.sb3, args.env, args.episodes,
+                              args.perturb or [], args.seed, video=args.video)
+    elif args.env:
+        raise RobustRLError("--env is for an SB3 model file (with --sb3 ALGO); a run directory "
+                            "knows its env")
+    else:
+        result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed,
+                              which=args.which, video=args.video)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -57,6 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         [[result["run"], result["agent"], result["env"], " ".join(result["perturbations"]) or
           "none", result["episodes"], f"{result['return_mean']:.2f} ± {result['return_std']:.2f}",
           f"{result['length_mean']:.1f} ± {result['length_std']:.1f}"]]))
+    if args.video:
+        print(f"videos -> {args.video}")
     return 0
 
 
@@ -114,7 +129,8 @@ def cmd_agents(args: argparse.Namespace) -> int:
     print(agents_table())
     print("\nernie: accepts robust.method=ernie; relabel: a learned reward also rewrites its "
           "replay buffer;\nreward: accepts --reward learned/heron/weighted; gpu: accepts "
-          "run.device=cuda.")
+          "run.device=cuda.\nSB3 agents (pip install robustrl[sb3]): sb3:ppo, sb3:sac, "
+          "sb3:td3, sb3:a2c, sb3:ddpg, sb3:dqn.")
     return 0
 
 
@@ -164,9 +180,17 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run (optionally perturbed)",
-                       description="Evaluate a run's agent deterministically; prints mean ± std "
-                       "return and episode length.")
-    p.add_argument("run_dir")
+                       description="Evaluate a run's agent (or an SB3 model file with --sb3) "
+                       "deterministically; prints mean ± std return and episode length.")
+    p.add_argument("run_dir", metavar="RUN", help="run directory, or an SB3 .zip with --sb3")
+    p.add_argument("--which", choices=["final", "best"], default="final",
+                   help="the final agent, or the best of the evaluations during training "
+                   "(run.eval_every)")
+    p.add_argument("--video", metavar="DIR", help="record every episode as mp4 into DIR "
+                   "(headless MuJoCo: MUJOCO_GL=egl or osmesa)")
+    p.add_argument("--sb3", metavar="ALGO", help="RUN is a Stable-Baselines3 model file of "
+                   "this algorithm (ppo, sac, td3, a2c, ddpg, dqn); needs --env")
+    p.add_argument("--env", help="with --sb3: the robustrl env id to evaluate on")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=10_000, help="seed of the first episode")
     p.add_argument("--perturb", action="append", metavar="SPEC",

@@ -17,7 +17,8 @@ from robustrl.core.io import atomic_write_text
 
 class MetricsLogger:
     def __init__(self, directory: str | Path, resume_step: int | None = None,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, tracker: Any = None):
+        self.tracker = tracker  # robustrl.core.tracking: gets the same scalars as TensorBoard
         self.path = Path(directory) / "metrics.csv"
         self.columns: list[str] = ["step"]
         self.rows: list[dict[str, Any]] = []
@@ -57,6 +58,8 @@ class MetricsLogger:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and not math.isnan(value):
                     self.writer.add_scalar(key, value, step)
+        if self.tracker is not None:
+            self.tracker.log(step, metrics)
 
     def flush(self) -> None:
         if self.writer is not None:
@@ -65,6 +68,8 @@ class MetricsLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.tracker is not None:
+            self.tracker.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:

@@ -1,20 +1,18 @@
 """Evaluating an agent: episodes on a fresh evaluation env, clean or perturbed.
 
-Shared by `robustrl eval`, the quickstart and the bench worker, so every one of them scores
-an agent the same way.
+Shared by `robustrl eval`, the quickstart, evaluation during training and the bench worker, so
+every one of them scores an agent the same way (`run_eval` evaluates a run directory or an SB3
+model file).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robustrl.agents.base import Agent
 from robustrl.train.pipeline import eval_env
-from robustrl.train.run import load_run_agent
 
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env: Any = None,
@@ -83,17 +81,4 @@ def _evaluate_parallel(agent: Agent, env: Any, episodes: int, seed: int,
     return out
 
 
-def evaluate_run(run_dir: str | Path, episodes: int, perturb: Sequence[str] = (),
-                 seed: int = 10_000) -> dict[str, Any]:
-    """Evaluate a run directory's trained agent, clean or under the perturbation specs
-    `perturb`; the result of `evaluate` plus run, agent, env and perturbations."""
-    agent = load_run_agent(run_dir)
-    agent.close()  # it only acts from here on: its evaluation env runs in this process
-    result = evaluate(agent, episodes, seed=seed,
-                      env=eval_env(agent, perturb, seed=seed))
-    result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
-                  perturbations=list(perturb))
-    return result
-
-
-__all__ = ["evaluate", "evaluate_run"]
+__all__ = ["evaluate"]

@@ -5,6 +5,7 @@ A run directory holds
     metrics.csv      one row per log event; tb/ the same as TensorBoard events
     checkpoint.pt    the latest full training state (replay buffer included), written atomically
     agent.pt         the final agent, written when training completes
+    best.pt          the best agent of the evaluations during training (run.eval_every > 0)
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import MetricsLogger
-from robustrl.core.progress import progress
+from robustrl.core.tracking import check_tracker, make_tracker
 from robustrl.reward import HeronConfig, RewardConfig
+from robustrl.train.eval_during import PeriodicEval, check_eval
 from robustrl.train.pipeline import training_envs
 from robustrl.train.rundir import read_run_toml
 from robustrl.train.support import check_supported
@@ -48,6 +50,13 @@ class RunConfig:
     tensorboard: bool = True
     imports: tuple[str, ...] = ()
     """Modules imported before the env is made (they register the user's own envs)."""
+    eval_every: int = 0
+    """Env steps between evaluations on a separate env (0: none); the best agent goes to
+    best.pt, the scores to metrics.csv as eval/return_mean (robustrl.train.eval_during)."""
+    eval_episodes: int = 5
+    """Deterministic episodes per evaluation during training."""
+    track: str = "none"
+    """Experiment tracker besides TensorBoard: none or wandb (extra robustrl[wandb])."""
 
 
 @dataclass
@@ -139,6 +148,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     out = Path(out)
     set_threads(cfg.run.threads)
     import_user_modules(cfg.run.imports)
+    check_tracker(cfg.run.track)
+    check_eval(cfg.run.eval_every, cfg.run.eval_episodes)
     checkpoint_path = out / "checkpoint.pt"
     if not resume and (out / "config.toml").exists():
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
@@ -163,20 +174,17 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
         torch.set_rng_state(torch_rng)
         if resume and (out / "reward.pt").exists() and resume_step:
             loop.load(out / "reward.pt")
-    logger = MetricsLogger(out, resume_step=resume_step, tensorboard=cfg.run.tensorboard)
-    bar = progress(cfg.run.steps, desc=f"{cfg.run.agent} {cfg.run.env}",
-                   initial=agent.num_steps) if show_progress else None
+    logger = MetricsLogger(out, resume_step=resume_step, tensorboard=cfg.run.tensorboard,
+                           tracker=make_tracker(cfg.run.track, out, run_to_dict(cfg)))
+    evals = PeriodicEval(out, cfg.run.eval_every, cfg.run.eval_episodes, cfg.run.seed,
+                         logger.rows, start=agent.num_steps)
     last_checkpoint = agent.num_steps
 
     def callback(agent: Agent, metrics: dict[str, float]) -> None:
         nonlocal last_checkpoint
         if loop is not None:
             metrics = {**metrics, **loop.on_callback(agent)}
-        logger.log(agent.num_steps, metrics)
-        if bar is not None:
-            bar.update(agent.num_steps - bar.n)
-            if "episode_return" in metrics:
-                bar.set_postfix(ret=f"{metrics['episode_return']:.1f}", refresh=False)
+        logger.log(agent.num_steps, {**metrics, **evals(agent)})
         if agent.num_steps - last_checkpoint >= cfg.run.checkpoint_every:
             logger.flush()
             agent.save(checkpoint_path, include_buffer=True)
@@ -185,10 +193,10 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
             last_checkpoint = agent.num_steps
 
     try:
-        agent.learn(cfg.run.steps, callback)
+        agent.learn(cfg.run.steps, callback, progress=show_progress, threads=cfg.run.threads)
+        if final := evals.final(agent):
+            logger.log(agent.num_steps, final)
     finally:
-        if bar is not None:
-            bar.close()
         logger.close()
     agent.save(checkpoint_path, include_buffer=True)
     if loop is not None:
@@ -201,15 +209,22 @@ def resume(out: str | Path) -> Agent:
     return train(load_run_config(out), out, resume=True)
 
 
-def load_run_agent(out: str | Path) -> Agent:
-    """The trained agent of a run directory (final one, else the latest checkpoint)."""
+def load_run_agent(out: str | Path, which: str = "final") -> Agent:
+    """The trained agent of a run directory: `which` = "final" (agent.pt, else the latest
+    checkpoint) or "best" (best.pt, the best evaluation during training)."""
     out = Path(out)
+    files = {"final": ("agent.pt", "checkpoint.pt"), "best": ("best.pt",)}
+    if which not in files:
+        raise RobustRLError(f"unknown agent '{which}' of a run; choose best or final")
     cfg = load_run_config(out)
     set_threads(cfg.run.threads)
     import_user_modules(cfg.run.imports)
-    for name in ("agent.pt", "checkpoint.pt"):
+    for name in files[which]:
         if (out / name).exists():
             return load(out / name)
+    if which == "best":
+        raise RobustRLError(f"{out} has no best.pt; train with --set run.eval_every=N to keep "
+                            "the best agent of evaluations during training")
     raise RobustRLError(f"{out} has no checkpoint yet; train it first (robustrl train --resume)")
 
 

@@ -17,14 +17,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if offline_cli.wants_offline(args):  # --dataset FILE: offline training (iql, td3bc, ...)
         return offline_cli.train(args)
     from robustrl.core.config import parse_assignments
+    from robustrl.core.io import check_writable_dir
     from robustrl.train import build_run, resume, train
 
     if args.resume:
         if args.agent or args.env or args.set or args.imports or args.reward or args.labeler:
             raise RobustRLError("--resume continues a run with its saved config; "
                                 "drop --agent/--env/--set/--import/--reward/--labeler")
+        check_writable_dir(args.resume, "run directory")
         agent = resume(args.resume)
-        out = args.resume
+        out, notes = args.resume, []
     else:
         missing = [f"--{n}" for n in ("agent", "env", "steps", "out") if getattr(args, n) is None]
         if missing:
@@ -36,12 +38,40 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides["reward.method"] = args.reward
         if args.labeler:
             overrides["reward.labeler"] = args.labeler
+        check_writable_dir(args.out, "--out")
         # unknown ids and unsupported combinations fail here, before a run directory exists
         cfg = build_run(args.agent, args.env, args.steps, args.seed, overrides)
+        notes = check_budget(cfg)
         agent = train(cfg, args.out)
         out = args.out
     print(f"trained {agent.name} for {agent.num_steps} steps -> {out}")
+    for note in notes:
+        print(note)
     return 0
+
+
+def check_budget(cfg) -> list[str]:
+    """Notes on a budget the learner cannot honour exactly, for the log (config.toml records
+    the rounded run.steps): an on-policy learner trains whole rollouts of n_envs × n_steps env
+    steps, so run.steps is rounded up to a multiple; an off-policy budget that ends before
+    learning starts trains nothing."""
+    from robustrl.agents import capabilities
+
+    agent, steps, notes = cfg.agent, cfg.run.steps, []
+    if capabilities(cfg.run.agent).learning == "on-policy" and hasattr(agent, "n_steps"):
+        rollout = agent.n_steps * getattr(agent, "n_envs", 1)
+        rounded = -(-steps // rollout) * rollout
+        if rounded != steps:
+            notes.append(f"note: {cfg.run.agent} trains whole rollouts of {rollout} env steps "
+                         f"(n_envs × n_steps): --steps {steps} became {rounded} (config.toml's "
+                         "run.steps)")
+            cfg.run.steps = rounded
+    starts = getattr(agent, "learning_starts", None)
+    if starts is not None and steps <= starts:
+        notes.append(f"warning: --steps {steps} <= learning_starts {starts}: {cfg.run.agent} "
+                     "only collected data and never updated; raise --steps or lower "
+                     "learning_starts (--set learning_starts=...)")
+    return notes
 
 
 # ----------------------------------------------------------------------------- eval
@@ -233,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RobustRLError as e:
         print(f"robustrl: error: {e}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+        # a file system that refuses a write: the path and the reason, not a traceback
+        print(f"robustrl: error: cannot write {e.filename or ''}: {e.strerror}; choose a "
+              "writable location", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robustrl: interrupted (finished checkpoints are kept; --resume continues)",

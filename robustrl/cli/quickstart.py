@@ -43,6 +43,8 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
     from robustrl.train import build_run, evaluate_run, train
 
     out = Path(out)
+    if episodes < 1:
+        raise RobustRLError(f"--episodes must be >= 1, got {episodes}")
     if (out / "config.toml").exists():
         raise RobustRLError(f"{out} already exists; remove it or pass --out elsewhere")
     print(f"[1/3] training {AGENT.upper()} on {ENV} for {steps} steps -> {out}")

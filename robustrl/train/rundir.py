@@ -22,3 +22,19 @@ def read_run_toml(directory: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise RobustRLError(f"{path} is malformed: {e}") from None
+
+
+def run_provenance(env_id: str | None, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """config.toml's `[provenance]`: package versions and git commit, plus the env's fully
+    resolved keyword arguments (its spec's defaults under the run's overrides)."""
+    from robustrl.core.provenance import provenance
+    from robustrl.envs import spec
+
+    resolved = dict(env_kwargs)
+    if env_id is not None:
+        try:
+            resolved = {**spec(env_id).kwargs, **env_kwargs}
+        except RobustRLError:  # an unregistered id fails later, with its own message
+            pass
+    clean = {k: v for k, v in resolved.items() if v is not None and not callable(v)}
+    return {**provenance(), "env_kwargs": clean}

@@ -78,8 +78,8 @@ def check_range(key: str, value: Any, rule: str) -> None:
         if isinstance(item, (int, float)) and not isinstance(item, bool) and (
                 item != item or not _RULES[rule](item)):  # item != item: NaN
             must = "be in [0, 1]" if rule == "[0, 1]" else f"be {rule}"
-            what = "every value" if items is value else "it"
-            raise RobustRLError(f"{key}: {what} must {must}, got {value!r}")
+            what = f"every value of {key}" if items is value else key
+            raise RobustRLError(f"{what} must {must}, got {value!r}")
 
 
 def check_ranges(cfg: Any, prefix: str = "") -> None:
@@ -185,10 +185,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if key not in hints or key not in names:
             raise RobustRLError(f"unknown config key '{prefix}{key}'; {_suggest(key, names)}")
         kwargs[key] = coerce(value, hints[key], f"{prefix}{key}")
-    try:
-        cfg = cls(**kwargs)
-    except TypeError as e:  # a required field missing (e.g. an edited config.toml)
-        raise RobustRLError(f"{prefix or cls.__name__ + ' '}config incomplete: {e}") from None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs and f.init
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:  # e.g. an emptied or edited config.toml
+        where = f"{prefix.rstrip('.')}: " if prefix else ""
+        raise RobustRLError(f"{where}missing required key(s) {', '.join(missing)}")
+    cfg = cls(**kwargs)
     check_ranges(cfg, prefix)
     return cfg
 

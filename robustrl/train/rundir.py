@@ -19,9 +19,13 @@ def read_run_toml(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RobustRLError(f"{directory} is not a run directory (no config.toml)")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RobustRLError(f"{path} is malformed: {e}") from None
+    if not isinstance(data.get("run"), dict):
+        raise RobustRLError(f"{path} has no [run] table (emptied or edited?); restore it or "
+                            "train into a new --out")
+    return data
 
 
 def run_provenance(env_id: str | None, env_kwargs: dict[str, Any]) -> dict[str, Any]:

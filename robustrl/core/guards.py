@@ -31,6 +31,11 @@ class NonFiniteError(RobustRLError):
 
 
 def _finite(value: Any) -> bool:
+    if isinstance(value, (float, int, np.floating, np.integer)):  # rewards
+        return math.isfinite(value)
+    if type(value) is np.ndarray and value.dtype.kind == "f":  # the hot path: one sum, per step
+        # NaN/Inf make the sum non-finite; a finite sum that overflowed is checked in full
+        return math.isfinite(value.sum()) or bool(np.isfinite(value).all())
     if isinstance(value, Mapping):
         return all(_finite(v) for v in value.values())
     if isinstance(value, (tuple, list)):

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +182,12 @@ CASES: dict[str, tuple[Setup, str]] = {
     "batch_size=0": (lambda r, t, m: ["train", "--agent", "sac", "--env", "gym/Pendulum-v1",
                                       "--steps", "64", "--out", str(t / "o"),
                                       "--set", "batch_size=0"], "batch_size"),
+    "lr=nan": (lambda r, t, m: ["train", *PPO, "--steps", "64", "--out", str(t / "o"),
+                                "--set", "lr=nan"], "lr must be > 0"),
+    "offline run.log_every=0": (
+        lambda r, t, m: ["train", "--agent", "iql", "--dataset", str(tiny_dataset(t)),
+                         "--steps", "10", "--out", str(t / "o"), "--set", "run.log_every=0"],
+        "log_every must be >= 1"),
     "typo in envs --family": (lambda r, t, m: ["envs", "--family", "mujocoo"], "'mujoco'"),
     "bench perturbation glob matching no env": (
         lambda r, t, m: ["bench", str(suite(t, "mujoco/*")), "--out", str(t / "b")],
@@ -209,6 +216,28 @@ def test_bad_input_is_one_line(case, trained, tmp_path, monkeypatch, capsys):
     assert len(lines) == 1 and "Traceback" not in err and "bound method" not in err, err
     assert fragment in lines[0], (fragment, lines[0])
     assert not (tmp_path / "o").exists(), "a refused train must not write its run directory"
+
+
+@dataclass
+class Custom:
+    lr: float = 0.1
+    """Covered by the shared table (RANGES): > 0."""
+    hidden: tuple[int, ...] = (8,)
+    margin: float = field(default=0.5, metadata={"range": "[0, 1]"})
+    """Declares its own range."""
+
+
+def test_ranges_shared_and_declared_on_a_field():
+    from robustrl.core.config import from_dict, replace
+    from robustrl.core.errors import RobustRLError
+
+    assert from_dict(Custom, {"margin": 1.0}).margin == 1.0
+    with pytest.raises(RobustRLError, match=r"margin must be in \[0, 1\], got 2.0"):
+        from_dict(Custom, {"margin": 2.0})
+    with pytest.raises(RobustRLError, match=r"every value of hidden must be >= 1, got \(8, 0\)"):
+        replace(Custom(), {"hidden": [8, 0]})
+    with pytest.raises(RobustRLError, match="lr must be > 0, got 0"):
+        replace(Custom(), {"lr": 0})
 
 
 def test_failed_train_does_not_block_the_corrected_command(tmp_path, capsys):

@@ -290,6 +290,12 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
                             "with the same settings; remove the duplicate [[train]] entry")
+    keys = [(j.label, j.env, j.seed) for j in jobs]
+    if len(set(keys)) != len(keys):  # reports would average two configurations as one
+        label, env_id, _ = next(k for k in keys if keys.count(k) > 1)
+        raise RobustRLError(f"suite {suite.name}: {label} on {env_id} is trained with two "
+                            "different settings under one name; give the [[train]] entries "
+                            "distinct `label`s")
     return Plan(suite=suite, suite_hash=suite_hash(suite), out=out, jobs=jobs)
 
 

@@ -129,3 +129,12 @@ def test_tensorboard_keeps_the_point_at_the_resume_step(tmp_path):
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(10, 10.0), (20, 20.0),
                                                                    (30, 31.0)]
+
+
+def test_suite_refuses_two_configurations_under_one_label(tmp_path):
+    from robustrl.bench import load_suite, plan_suite
+
+    suite = tmp_path / "two.toml"
+    suite.write_text(SUITE + SUITE.split("\n", 3)[3].replace("hidden = [8]", "hidden = [16]"))
+    with pytest.raises(RobustRLError, match="two different settings under one name"):
+        plan_suite(load_suite(suite), tmp_path, check_envs=False)

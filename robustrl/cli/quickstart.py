@@ -47,7 +47,7 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
         raise RobustRLError(f"--episodes must be >= 1, got {episodes}")
     if (out / "config.toml").exists():
         raise RobustRLError(f"{out} already exists; remove it or pass --out elsewhere")
-    from robustrl.cli import check_budget
+    from robustrl.cli.budget import check_budget
 
     cfg = build_run(AGENT, ENV, steps, seed=0)
     for note in check_budget(cfg):  # whole rollouts: the steps actually trained

@@ -241,9 +241,16 @@ def job_config(job: Any) -> dict[str, Any]:
         else:
             flat[prefix[:-1]] = list(value) if isinstance(value, tuple) else value
 
+    from robustrl.envs import spec
+
     run = job.run
+    try:  # the env's own defaults (envs/*.toml) count too: an edit there changes results
+        env_spec = dict(spec(job.env).kwargs)
+    except RobustRLError:
+        env_spec = {}
     walk("", {"run": to_dict(run.run), "env": run.env, "agent": to_dict(run.agent),
-              "reward": to_dict(run.reward), "heron": to_dict(run.heron)})
+              "reward": to_dict(run.reward), "heron": to_dict(run.heron),
+              "env_spec": env_spec})
     for key in ("run.tensorboard", "run.checkpoint_every", "run.threads"):
         flat.pop(key, None)  # where and how fast, not what is computed
     return json.loads(json.dumps(flat, default=str))

@@ -93,3 +93,28 @@ def test_evaluation_refuses_a_nan_mean():
                        env_kwargs={"where": "reward", "after": 3})
     with pytest.raises(NonFiniteError, match="evaluation return"):
         evaluate(agent, episodes=1)
+
+
+class TwoWalkers:
+    """The smallest PettingZoo-style parallel env: agent_1 observes NaN after one step."""
+
+    possible_agents = ["agent_0", "agent_1"]
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        return {a: np.zeros(1, np.float32) for a in self.possible_agents}, {}
+
+    def step(self, actions):
+        obs = {"agent_0": np.zeros(1, np.float32), "agent_1": np.full(1, np.nan, np.float32)}
+        rewards = dict.fromkeys(self.possible_agents, 0.0)
+        return obs, rewards, rewards, rewards, {}
+
+
+def test_parallel_env_outputs_are_checked():
+    env = guard_env(TwoWalkers())
+    assert env.possible_agents == ["agent_0", "agent_1"]  # forwarded
+    env.reset(seed=0)
+    with pytest.raises(NonFiniteError, match="env observation is NaN"):
+        env.step({"agent_0": 0, "agent_1": 0})

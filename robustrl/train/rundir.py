@@ -40,5 +40,7 @@ def run_provenance(env_id: str | None, env_kwargs: dict[str, Any]) -> dict[str, 
             resolved = {**spec(env_id).kwargs, **env_kwargs}
         except RobustRLError:  # an unregistered id fails later, with its own message
             pass
-    clean = {k: v for k, v in resolved.items() if v is not None and not callable(v)}
+    plain = (str, int, float, bool, list, tuple, dict)  # what TOML writes; the rest as repr
+    clean = {k: v if isinstance(v, plain) else repr(v) for k, v in resolved.items()
+             if v is not None}
     return {**provenance(), "env_kwargs": clean}

@@ -38,6 +38,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
 from robustrl.core.loop import StepRate
 from robustrl.core.parallel import is_parallel_env
+from robustrl.core.provenance import provenance
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
 from robustrl.envs import identity, make
 
@@ -45,6 +46,8 @@ Callback = Callable[["Agent", dict[str, float]], bool | None]
 EnvLike = str | gym.Env | Callable[[], gym.Env]
 
 CHECKPOINT_FORMAT = 1
+AGENT_KEYS = ("agent", "config", "env_id", "env_kwargs", "seed", "num_steps", "state", "rng")
+"""What every agent checkpoint holds (`Agent.save`)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,11 @@ class Agent:
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         supported = cls.capabilities.action_spaces
+        if callable(action_space) or callable(observation_space):  # per-agent space methods
+            raise RobustRLError(
+                f"{cls.name}: the env's spaces are methods (per agent, as in PettingZoo) but it "
+                "has no `possible_agents`; give a ParallelEnv `possible_agents` and use a "
+                "multi-agent learner, or give a Gymnasium env space attributes")
         if not isinstance(action_space, supported):
             names = ", ".join(t.__name__ for t in supported)
             raise RobustRLError(
@@ -282,9 +290,16 @@ class Agent:
             "num_steps": self.num_steps,
             "state": self.state_dict(include_buffer),
             "rng": rng_state(self.rng),
+            "provenance": provenance(),
         }, path)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
+        saved = (checkpoint.get("agent"), checkpoint.get("env_id"))
+        other_env = None not in (saved[1], self.env_id) and saved[1] != self.env_id
+        if saved[0] != self.name or other_env:  # e.g. config.toml edited after the checkpoint
+            raise RobustRLError(f"the checkpoint holds {saved[0]} on {saved[1]}, the config asks "
+                                f"for {self.name} on {self.env_id}; restore the config or train "
+                                "into a new --out")
         self.load_state_dict(checkpoint["state"])
         self.num_steps = checkpoint["num_steps"]
         set_rng_state(self.rng, checkpoint["rng"])
@@ -307,5 +322,8 @@ def read_checkpoint(path: str | Path, kind: str | None = None,
     if (not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT
             or (kind is not None and checkpoint.get("kind") != kind)):
         raise RobustRLError(f"{path} is not a robustrl {kind or 'agent'} checkpoint")
+    missing = sorted(set(AGENT_KEYS) - set(checkpoint)) if kind is None else []
+    if missing:  # a foreign dict that happens to carry "format"
+        raise RobustRLError(f"{path} is not a robustrl agent checkpoint (no {', '.join(missing)})")
     return checkpoint
 

@@ -50,6 +50,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
 from robustrl.core.networks import mlp, polyak_update
 from robustrl.core.normalizer import FixedNormalizer
+from robustrl.core.provenance import provenance
 
 
 @dataclass
@@ -301,7 +302,8 @@ class IntentPolicy:
 def save_manager(manager: IQLTDMPC, path: str | Path) -> None:
     atomic_torch_save({"format": CHECKPOINT_FORMAT, "kind": "offline-manager",
                        "agent": manager.name, "in_dim": manager.in_dim,
-                       "config": to_dict(manager.config), "state": manager.state_dict()}, path)
+                       "config": to_dict(manager.config), "state": manager.state_dict(),
+                       "provenance": provenance()}, path)
 
 
 def load_manager(path: str | Path, device: str | torch.device = "cpu") -> IQLTDMPC:

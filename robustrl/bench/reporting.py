@@ -83,6 +83,19 @@ def _ratio(x: float, clean: float) -> float | None:
     return x / clean if clean != 0 else None
 
 
+def check_one_config(db: str | Path, cells: list[dict[str, Any]]) -> None:
+    """Refuse a database holding two trained runs (configurations) of one agent × env × seed:
+    their cells would be averaged as if they were one (databases from before run_configs)."""
+    runs: dict[tuple, set[str]] = defaultdict(set)
+    for c in cells:
+        runs[(c["agent"], c["env"], c["seed"])].add(c["run"])
+    for (agent, env, seed), ids in sorted(runs.items()):
+        if len(ids) > 1:
+            raise RobustRLError(f"{db} holds {len(ids)} configurations of {agent} on {env} seed "
+                                f"{seed} (runs {', '.join(sorted(ids))}); a report does not mix "
+                                "them: rerun the suite into a fresh --db")
+
+
 def analyse(db: str | Path) -> tuple[list[CurvePoint], list[Summary], dict[str, str]]:
     """Curves and summaries of every agent × env × perturbation in the database."""
     conn = connect(db, must_exist=True)
@@ -94,6 +107,7 @@ def analyse(db: str | Path) -> tuple[list[CurvePoint], list[Summary], dict[str, 
         conn.close()
     if not cells:
         raise RobustRLError(f"{db} holds no finished cells yet; run the suite first")
+    check_one_config(db, cells)
     per_seed: dict[tuple, dict[int, float]] = defaultdict(dict)
     for c in cells:
         per_seed[(c["env"], c["agent"], c["perturbation"], c["strength"])][c["seed"]] = \

@@ -55,6 +55,7 @@ def run_suite(suite: str | Path | SuiteConfig, backend: str = "local",
     db_path = Path(db) if db is not None else plan.out / "results.sqlite"
     start = time.perf_counter()
     with ResultStore(db_path, config.name, plan.suite_hash) as store:
+        store.check_configs(plan.jobs)  # one configuration per agent × env × seed
         finished = store.finished_cells()
         jobs = pending_jobs(plan, finished)
         todo = sum(len(j.cells) for j in jobs)

@@ -7,6 +7,11 @@ Tables
     cells     finished cells; a cell's episode rows and its `cells` row are committed in one
               transaction, so after a SIGKILL a cell is either complete or absent
     runs      one row per trained run: agent, env, seed, run directory, empirical Lipschitz
+    run_configs  per stored run: its fully resolved config and provenance (JSON). One DB holds
+              one configuration per agent × env × seed: a sweep whose resolved config for one
+              of them differs from a stored one (agents/ppo.toml edited, another robustrl
+              version) is refused in one line naming what changed, so a report never mixes
+              two configurations in one cell.
 
 Only the driver process writes (workers return results), so SQLite never sees contention from
 the sweep itself; a second sweep on the same file is refused by an advisory lock.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import json
 import os
 import sqlite3
 import time
@@ -27,6 +33,7 @@ from typing import Any
 
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
+from robustrl.core.provenance import provenance, provenance_changes
 
 SCHEMA_VERSION = "1"
 BUSY_TIMEOUT = 5.0
@@ -49,6 +56,9 @@ CREATE TABLE IF NOT EXISTS runs (
     run TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT NOT NULL, seed INTEGER NOT NULL,
     run_dir TEXT NOT NULL, steps INTEGER NOT NULL, lipschitz REAL, lipschitz_eps REAL,
     train_seconds REAL);
+CREATE TABLE IF NOT EXISTS run_configs (
+    run TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT NOT NULL, seed INTEGER NOT NULL,
+    config TEXT NOT NULL, provenance TEXT NOT NULL);
 """
 
 EPISODE_COLUMNS = ("config_hash", "run", "agent", "env", "seed", "perturbation", "spec",
@@ -161,6 +171,30 @@ class ResultStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ configurations
+    def check_configs(self, jobs: list[Any]) -> None:
+        """Refuse, before anything trains, a sweep that would store a second configuration
+        (or a robustrl/package version) for an agent × env × seed this DB already holds."""
+        stored = {(r[1], r[2], r[3]): (r[0], json.loads(r[4]), json.loads(r[5]))
+                  for r in self.conn.execute("SELECT * FROM run_configs")}
+        here = {k: v for k, v in provenance().items() if k != "git_commit"}
+        self._configs = {}
+        for job in jobs:
+            config = job_config(job)
+            self._configs[job.run_id] = config
+            old = stored.get((job.label, job.env, job.seed))
+            if old is None:
+                continue
+            what = f"{job.label} on {job.env} seed {job.seed}"
+            changed = config_changes(old[1], config)
+            old_prov = {k: v for k, v in old[2].items() if k != "git_commit"}
+            changed += provenance_changes(old_prov, here)
+            if changed:
+                raise RobustRLError(
+                    f"{self.path} holds {what} with another configuration ({'; '.join(changed[:4])}"
+                    f"{' ...' if len(changed) > 4 else ''}); results of two configurations are "
+                    "not mixed: pass another --db/--out, or restore the old settings")
+
     # ------------------------------------------------------------------ reads and writes
     def finished_cells(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT config_hash FROM cells")}
@@ -173,6 +207,12 @@ class ResultStore:
             conn.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (r["run"], r["agent"], r["env"], r["seed"], r["run_dir"], r["steps"],
                           r["lipschitz"], r["lipschitz_eps"], r["train_seconds"]))
+            config = getattr(self, "_configs", {}).get(r["run"])
+            if config is not None:
+                conn.execute("INSERT OR REPLACE INTO run_configs VALUES (?, ?, ?, ?, ?, ?)",
+                             (r["run"], r["agent"], r["env"], r["seed"],
+                              json.dumps(config, sort_keys=True, default=str),
+                              json.dumps(provenance(), sort_keys=True)))
             for c in r["cells"]:
                 conn.execute("DELETE FROM episodes WHERE config_hash = ?", (c["config_hash"],))
                 conn.executemany(
@@ -186,6 +226,40 @@ class ResultStore:
                     (c["config_hash"], r["run"], r["agent"], r["env"], r["seed"],
                      c["perturbation"], c["spec"], c["strength"], len(c["returns"]),
                      sum(c["returns"]) / len(c["returns"]), c["seconds"], now))
+
+
+def job_config(job: Any) -> dict[str, Any]:
+    """A bench job's fully resolved run config as flat `section.key` -> value (JSON-able)."""
+    from robustrl.core.config import to_dict
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = list(value) if isinstance(value, tuple) else value
+
+    from robustrl.envs import spec
+
+    run = job.run
+    try:  # the env's own defaults (envs/*.toml) count too: an edit there changes results
+        env_spec = dict(spec(job.env).kwargs)
+    except RobustRLError:
+        env_spec = {}
+    walk("", {"run": to_dict(run.run), "env": run.env, "agent": to_dict(run.agent),
+              "reward": to_dict(run.reward), "heron": to_dict(run.heron),
+              "env_spec": env_spec})
+    for key in ("run.tensorboard", "run.checkpoint_every", "run.threads"):
+        flat.pop(key, None)  # where and how fast, not what is computed
+    return json.loads(json.dumps(flat, default=str))
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """`["agent.lr 0.0003 -> 0.001", ...]` between two flat configs."""
+    return [f"{k} {old.get(k, '-')} -> {new.get(k, '-')}"
+            for k in sorted(set(old) | set(new)) if old.get(k, "-") != new.get(k, "-")]
 
 
 def read_table(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:

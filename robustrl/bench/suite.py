@@ -280,10 +280,22 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
                 for seed, run in zip(suite.seeds, runs):
                     jobs.append(_job(suite, out, agent, label, env_id, seed, run, applicable,
                                      entry.score_agents))
+    all_envs = [env_id for entry in suite.train for env_id in entry.envs]
+    for entry in suite.perturbations:  # a glob that matches no env would drop it silently
+        if not any(fnmatch.fnmatch(env_id, g) for g in entry.envs for env_id in all_envs):
+            raise RobustRLError(f"suite {suite.name}: perturbation '{entry.spec}' applies to no "
+                                f"env (envs = {list(entry.envs)} matches none of "
+                                f"{sorted(set(all_envs))}); fix the glob or drop the entry")
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
                             "with the same settings; remove the duplicate [[train]] entry")
+    keys = [(j.label, j.env, j.seed) for j in jobs]
+    if len(set(keys)) != len(keys):  # reports would average two configurations as one
+        label, env_id, _ = next(k for k in keys if keys.count(k) > 1)
+        raise RobustRLError(f"suite {suite.name}: {label} on {env_id} is trained with two "
+                            "different settings under one name; give the [[train]] entries "
+                            "distinct `label`s")
     return Plan(suite=suite, suite_hash=suite_hash(suite), out=out, jobs=jobs)
 
 

@@ -16,15 +16,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if offline_cli.wants_offline(args):  # --dataset FILE: offline training (iql, td3bc, ...)
         return offline_cli.train(args)
+    from robustrl.cli.budget import check_budget
     from robustrl.core.config import parse_assignments
+    from robustrl.core.io import check_writable_dir
     from robustrl.train import build_run, resume, train
 
     if args.resume:
         if args.agent or args.env or args.set or args.imports or args.reward or args.labeler:
             raise RobustRLError("--resume continues a run with its saved config; "
                                 "drop --agent/--env/--set/--import/--reward/--labeler")
+        check_writable_dir(args.resume, "run directory")
         agent = resume(args.resume)
-        out = args.resume
+        out, notes = args.resume, []
     else:
         missing = [f"--{n}" for n in ("agent", "env", "steps", "out") if getattr(args, n) is None]
         if missing:
@@ -36,11 +39,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides["reward.method"] = args.reward
         if args.labeler:
             overrides["reward.labeler"] = args.labeler
+        check_writable_dir(args.out, "--out")
         # unknown ids and unsupported combinations fail here, before a run directory exists
         cfg = build_run(args.agent, args.env, args.steps, args.seed, overrides)
+        notes = check_budget(cfg)
         agent = train(cfg, args.out)
         out = args.out
     print(f"trained {agent.name} for {agent.num_steps} steps -> {out}")
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -257,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except RobustRLError as e:
         print(f"robustrl: error: {e}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+        # a file system that refuses a write: the path and the reason, not a traceback
+        print(f"robustrl: error: cannot write {e.filename or ''}: {e.strerror}; choose a "
+              "writable location", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robustrl: interrupted (finished checkpoints are kept; --resume continues)",

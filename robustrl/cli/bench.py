@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from robustrl.core.errors import RobustRLError
+from robustrl.core.io import check_writable_dir
 
 USAGE = ("robustrl bench SUITE.toml [--backend local|ray] [--workers N] [--db PATH] "
          "[--out DIR] [--address auto]\n"
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise RobustRLError(f"usage: robustrl bench {action} DB")
         db = target[1]
         if action == "report":
+            check_writable_dir(args.out or Path(db).parent / "report", "report directory")
             from robustrl.bench.reporting import report
 
             result = report(db, args.out)
@@ -55,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
             for plot in result["plots"]:
                 print(f"plot:   {plot}")
             return 0
-        from pathlib import Path
-
         from robustrl.bench.store import export_csv
 
         path = export_csv(db, args.out or Path(db).with_suffix(f".{args.table}.csv"),
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
     if len(target) != 1:
         raise RobustRLError(f"bench takes one suite file, got {' '.join(target)}\n{USAGE}")
     from robustrl.bench.runner import run_suite
+
+    if args.out is not None:
+        check_writable_dir(args.out, "--out")
+    if args.db is not None:
+        check_writable_dir(Path(args.db).parent, "--db directory")
 
     summary = run_suite(action, backend=args.backend, workers=args.workers, db=args.db,
                         out=args.out, address=args.address)

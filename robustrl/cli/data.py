@@ -49,8 +49,10 @@ def run_data(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     import math
+    from pathlib import Path
 
     from robustrl.core.config import parse_assignments, replace
+    from robustrl.core.io import check_writable_dir
     from robustrl.data.generate import GenerateConfig, generate_dataset
 
     overrides = parse_assignments(args.set)
@@ -58,6 +60,9 @@ def _generate(args: argparse.Namespace) -> int:
         if isinstance(value, str) and value.lower() in ("inf", "+inf"):
             overrides[key] = math.inf
     cfg = replace(GenerateConfig(steps=args.steps, seed=args.seed), overrides)
+    check_writable_dir(Path(args.out).resolve().parent, "--out directory")
+    if Path(args.out).is_dir():
+        raise RobustRLError(f"--out {args.out} is a directory; name the .npz file to write")
     data = generate_dataset(args.env, cfg, out=args.out)
     m = data.metadata
     rate = len(data) / max(m["generation_seconds"], 1e-9)
@@ -122,6 +127,9 @@ def train(args: argparse.Namespace) -> int:
         missing = [f"--{n}" for n in ("agent", "steps", "out") if getattr(args, n) is None]
         if missing:
             raise RobustRLError(f"train --dataset needs {', '.join(missing)}")
+        from robustrl.core.io import check_writable_dir
+
+        check_writable_dir(args.out, "--out")
         offline = offline_agents()
         if args.agent not in offline:
             raise RobustRLError(f"'{args.agent}' is not an offline agent; with --dataset "

@@ -43,10 +43,17 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
     from robustrl.train import build_run, evaluate_run, train
 
     out = Path(out)
+    if episodes < 1:
+        raise RobustRLError(f"--episodes must be >= 1, got {episodes}")
     if (out / "config.toml").exists():
         raise RobustRLError(f"{out} already exists; remove it or pass --out elsewhere")
-    print(f"[1/3] training {AGENT.upper()} on {ENV} for {steps} steps -> {out}")
-    train(build_run(AGENT, ENV, steps, seed=0), out)
+    from robustrl.cli.budget import check_budget
+
+    cfg = build_run(AGENT, ENV, steps, seed=0)
+    for note in check_budget(cfg):  # whole rollouts: the steps actually trained
+        print(note)
+    print(f"[1/3] training {AGENT.upper()} on {ENV} for {cfg.run.steps} steps -> {out}")
+    train(cfg, out)
 
     print(f"[2/3] evaluating {episodes} episodes, clean and under perturbations")
     results = [evaluate_run(str(out), episodes, [], seed=10_000)]

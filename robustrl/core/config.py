@@ -1,8 +1,13 @@
 """Typed configuration: dataclasses are the schema, TOML and `--set key=value` fill them.
 
-Every value is checked against the field's type annotation; an unknown key or a value of the
-wrong type raises `RobustRLError` naming the key and the valid choices, so the CLI can print
-one line instead of a traceback.
+Every value is checked against the field's type annotation and its range; an unknown key, a
+value of the wrong type or one out of range raises `RobustRLError` naming the key and the valid
+choices, so the CLI can print one line instead of a traceback.
+
+Ranges are declared once, by field name, in `RANGES` (the learners share their hyperparameter
+names: `lr`, `gamma`, `hidden`, ...); a field can declare its own with
+`field(default=..., metadata={"range": ">= 0"})`. Every `from_dict`/`replace` checks them, so a
+bad value stops a run before its directory is written.
 """
 
 from __future__ import annotations
@@ -36,6 +41,56 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
             raise RobustRLError(f"--set expects key=value, got '{item}'")
         out[key.strip()] = parse_value(value.strip())
     return out
+
+
+RANGES: dict[str, str] = {
+    **dict.fromkeys(("lr", "actor_lr", "critic_lr", "alpha_lr", "alpha_init", "clip",
+                     "clip_value", "target_kl", "max_grad_norm", "max_weight", "temperature",
+                     "temperature_start", "temperature_end", "gumbel_temperature",
+                     "plan_temperature", "step_size"), "> 0"),
+    **dict.fromkeys(("gamma", "gae_lambda", "tau", "expectile", "eps_start", "eps_end",
+                     "discrete_entropy_fraction", "rho", "q_gamma"), "[0, 1]"),
+    **dict.fromkeys(("steps", "batch_size", "buffer_size", "hidden", "n_envs", "n_steps",
+                     "n_epochs", "n_minibatches", "gradient_steps", "train_freq", "log_interval",
+                     "target_update_interval", "policy_freq", "n_critics", "checkpoint_every",
+                     "segment_length", "epochs", "ensemble", "latent_dim", "horizon", "k",
+                     "num_candidates", "n_actions", "max_joint_actions", "buffer_segments",
+                     "refresh_every", "active_pool", "q_iterations", "ref_episodes",
+                     "eval_every", "eval_episodes", "log_every", "episodes"), ">= 1"),
+    **dict.fromkeys(("seed", "ref_seed", "eval_seed", "learning_starts", "eps_decay_steps",
+                     "bc_steps", "threads", "queries", "max_queries", "first_refresh",
+                     "ent_coef", "vf_coef",
+                     "exploration_noise", "policy_noise", "noise_clip", "noise", "cql_alpha",
+                     "lam", "eps", "dro_rho", "consistency_coef", "value_coef", "reward_coef",
+                     "logit_reg", "awac_lambda", "action_eps", "sigmas", "beta",
+                     "waypoint_distance", "waypoint_speed", "waypoint_jitter",
+                     "max_steps_per_goal", "p_gain", "d_gain"), ">= 0"),
+}
+"""Field name -> allowed range of its value (every item of a list): "> 0", ">= 0", ">= 1",
+"[0, 1]". `None` (an optional field left unset) is always allowed."""
+
+_RULES = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1,
+          "[0, 1]": lambda v: 0 <= v <= 1}
+
+
+def check_range(key: str, value: Any, rule: str) -> None:
+    """Raise a one-line `RobustRLError` when `value` (or an item of it) breaks `rule`."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and (
+                item != item or not _RULES[rule](item)):  # item != item: NaN
+            must = "be in [0, 1]" if rule == "[0, 1]" else f"be {rule}"
+            what = f"every value of {key}" if items is value else key
+            raise RobustRLError(f"{what} must {must}, got {value!r}")
+
+
+def check_ranges(cfg: Any, prefix: str = "") -> None:
+    """Check every (non-nested) field of dataclass `cfg` against its declared range."""
+    for f in dataclasses.fields(cfg):
+        rule = f.metadata.get("range", RANGES.get(f.name))
+        value = getattr(cfg, f.name)
+        if rule is not None and value is not None and not dataclasses.is_dataclass(value):
+            check_range(f"{prefix}{f.name}", value, rule)
 
 
 def _suggest(key: str, choices: list[str]) -> str:
@@ -132,7 +187,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         if key not in hints or key not in names:
             raise RobustRLError(f"unknown config key '{prefix}{key}'; {_suggest(key, names)}")
         kwargs[key] = coerce(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs and f.init
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:  # e.g. an emptied or edited config.toml
+        where = f"{prefix.rstrip('.')}: " if prefix else ""
+        raise RobustRLError(f"{where}missing required key(s) {', '.join(missing)}")
+    cfg = cls(**kwargs)
+    check_ranges(cfg, prefix)
+    return cfg
 
 
 def replace(cfg: T, overrides: Mapping[str, Any], prefix: str = "") -> T:
@@ -165,7 +227,9 @@ def replace(cfg: T, overrides: Mapping[str, Any], prefix: str = "") -> T:
             changes[head] = {**current, **sub}
         else:
             raise RobustRLError(f"config key '{prefix}{head}' has no sub-keys")
-    return dataclasses.replace(cfg, **changes)
+    cfg = dataclasses.replace(cfg, **changes)
+    check_ranges(cfg, prefix)
+    return cfg
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Run metrics: `metrics.csv` (wide, one row per log event) and TensorBoard events.
 
 On resume the rows written after the restored checkpoint are dropped (CSV) or purged
-(TensorBoard `purge_step`), so a resumed run's logs read like an uninterrupted one.
+(TensorBoard `purge_step`, the first step after the checkpoint's, so the point logged at the
+checkpoint step stays), so a resumed run's logs read like an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,26 @@ import math
 from pathlib import Path
 from typing import Any
 
+from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
+
+
+def _kept_rows(path: Path, resume_step: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and the rows up to `resume_step` of an existing metrics.csv; a file that is not
+    a metrics table is one clear line (a row cut short by a kill is dropped quietly)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or ["step"])
+            rows = [r for r in reader if None not in r.values() and r.get("step") is not None]
+            kept = [r for r in rows if int(float(r["step"])) <= resume_step]
+    except (ValueError, UnicodeDecodeError, csv.Error) as e:
+        raise RobustRLError(f"{path} is not a readable metrics table ({e}); move it away to "
+                            "resume with fresh logs") from None
+    if columns[:1] != ["step"]:
+        raise RobustRLError(f"{path} has no 'step' column first (got {columns[:3]}); move it "
+                            "away to resume with fresh logs")
+    return columns, kept
 
 
 class MetricsLogger:
@@ -23,12 +43,7 @@ class MetricsLogger:
         self.columns: list[str] = ["step"]
         self.rows: list[dict[str, Any]] = []
         if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or ["step"])
-                # A row cut short by a kill has missing (None) cells: drop it with the rest.
-                self.rows = [r for r in reader if None not in r.values()
-                             and int(r["step"]) <= resume_step]
+            self.columns, self.rows = _kept_rows(self.path, resume_step)
             self._rewrite()
         elif resume_step is None:
             self._rewrite()
@@ -36,7 +51,9 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(Path(directory) / "tb"), purge_step=resume_step)
+            self.writer = SummaryWriter(
+                str(Path(directory) / "tb"),
+                purge_step=None if resume_step is None else resume_step + 1)
 
     def _rewrite(self) -> None:
         out = io.StringIO()

@@ -28,6 +28,8 @@ _REGISTRY: dict[str, EnvSpec] = {}
 # Families whose ids are not enumerated: any name after the prefix is passed to the factory.
 _OPEN_FAMILIES: dict[str, Callable[[str], EnvSpec | None]] = {}
 _LOADED = False
+_BUILTIN: set[str] = set()
+"""Ids from the TOML specs: a user's register() may not replace them."""
 
 
 def _factor_table(table: dict[str, Any], where: str) -> tuple[Factor, ...]:
@@ -56,6 +58,7 @@ def _load_family(path) -> None:
         if unknown:
             raise RobustRLError(f"{path.name}: {env_name} ranks unknown factors {sorted(unknown)}")
         env_id = f"{name}/{env_name}"
+        _BUILTIN.add(env_id)
         _REGISTRY[env_id] = EnvSpec(
             id=env_id,
             entry_point=entry.get("entry_point", family.get("entry_point")),
@@ -103,6 +106,7 @@ def register(
     ranking: list[str] | None = None,
     kind: Kind | None = None,
     description: str = "",
+    replace: bool = False,
     **defaults: Any,
 ) -> EnvSpec:
     """Register a user's Gymnasium env or PettingZoo ParallelEnv under `env_id`.
@@ -110,12 +114,22 @@ def register(
     `entry_point` is a callable (or "module:attr") returning the env; `defaults` are keyword
     arguments passed to it. `factors` maps factor name -> "higher"/"lower"; the env reports
     their values in `info["reward_factors"]` (if it reports none, the env reward is the single
-    factor `env_reward`).
+    factor `env_reward`). Registering an id again with the same entry point and settings (a
+    module imported twice) is a no-op; another entry point needs `replace=True`; a built-in id
+    cannot be replaced.
     """
     _ensure_loaded()
     if "/" not in env_id:
         raise RobustRLError(f"env id '{env_id}' needs a family prefix, e.g. 'custom/{env_id}'")
+    for name, direction in (factors or {}).items():
+        if direction not in ("higher", "lower"):
+            raise RobustRLError(f"{env_id}: factor '{name}' direction must be 'higher' or "
+                                f"'lower', got {direction!r}")
     factor_specs = tuple(Factor(n, d) for n, d in (factors or {"env_reward": "higher"}).items())
+    unknown = set(ranking or ()) - {f.name for f in factor_specs}
+    if unknown:
+        raise RobustRLError(f"{env_id}: ranking names unknown factors {sorted(unknown)}; "
+                            f"factors: {[f.name for f in factor_specs]}")
     spec = EnvSpec(
         id=env_id,
         entry_point=entry_point,
@@ -125,6 +139,14 @@ def register(
         ranking=tuple(ranking or [f.name for f in factor_specs]),
         description=description or "user-registered",
     )
+    old = _REGISTRY.get(env_id)
+    if old is not None and old != spec:
+        if env_id in _BUILTIN:
+            raise RobustRLError(f"env id '{env_id}' is built in; register yours under another "
+                                "family, e.g. 'custom/...'")
+        if not replace:
+            raise RobustRLError(f"env id '{env_id}' is already registered with another entry "
+                                "point or settings; pick another id or pass replace=True")
     _REGISTRY[env_id] = spec
     return spec
 
@@ -132,6 +154,12 @@ def register(
 def list_envs(family: str | None = None) -> list[str]:
     """All registered ids (open families like `gym/` accept more than are listed)."""
     _ensure_loaded()
+    families = sorted({i.split("/", 1)[0] for i in _REGISTRY} | set(_OPEN_FAMILIES))
+    if family is not None and family not in families:
+        close = difflib.get_close_matches(family, families, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise RobustRLError(f"unknown env family '{family}'; {hint}families: "
+                            f"{', '.join(families)}")
     return sorted(i for i in _REGISTRY if family is None or i.split("/", 1)[0] == family)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from robustrl.agents.base import Agent
+from robustrl.core.errors import RobustRLError
+from robustrl.core.guards import check_finite
 from robustrl.train.pipeline import eval_env
 
 
@@ -25,9 +27,14 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env: Any = No
     (`returns_by_agent`) and, when the env reports it (traffic), `mean_waiting_time` (the
     system mean waiting time averaged over steps and episodes).
     """
+    if episodes < 1 or seed < 0:
+        if env is not None:
+            env.close()
+        raise RobustRLError(f"evaluation needs episodes >= 1 and seed >= 0, got episodes "
+                            f"{episodes} and seed {seed}")
     env = eval_env(agent) if env is None else env
     if hasattr(env, "possible_agents"):
-        return _evaluate_parallel(agent, env, episodes, seed, deterministic)
+        return _finite(_evaluate_parallel(agent, env, episodes, seed, deterministic))
     returns, lengths = [], []
     try:
         for ep in range(episodes):
@@ -42,9 +49,17 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env: Any = No
             lengths.append(length)
     finally:
         env.close()
-    return {"episodes": episodes, "return_mean": float(np.mean(returns)),
-            "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
-            "length_std": float(np.std(lengths)), "returns": returns, "lengths": lengths}
+    return _finite({"episodes": episodes, "return_mean": float(np.mean(returns)),
+                    "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
+                    "length_std": float(np.std(lengths)), "returns": returns, "lengths": lengths})
+
+
+def _finite(result: dict[str, Any]) -> dict[str, Any]:
+    """`result`, unless its mean return is NaN/Inf: a score made of NaN is refused, not shown."""
+    check_finite(result["return_mean"], "evaluation return (the env reward or the agent's "
+                 "actions are NaN or Inf)", way_out="fix the env, or retrain if the agent "
+                 "diverged")
+    return result
 
 
 def _evaluate_parallel(agent: Agent, env: Any, episodes: int, seed: int,

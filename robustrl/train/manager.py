@@ -18,12 +18,14 @@ from robustrl.agents.offline import torch_device
 from robustrl.agents.tdmpc import IQLTDMPC, AbstractSequences, save_manager
 from robustrl.core.config import to_dict
 from robustrl.core.errors import RobustRLError
+from robustrl.core.guards import DATA_WAY_OUT, check_finite, check_logged, modules_of
 from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.normalizer import FixedNormalizer
 from robustrl.core.progress import progress
 from robustrl.data.dataset import load_dataset
 from robustrl.train.offline import split_overrides
+from robustrl.train.rundir import run_provenance
 
 
 def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None,
@@ -34,9 +36,11 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
 
     `overrides`: manager hyperparameters (`k`, `agent.horizon`, ...) and `run.log_every`,
     `run.tensorboard`, `run.device`."""
-    if steps < 1:
-        raise RobustRLError(f"--steps must be positive, got {steps}")
+    if steps < 1 or seed < 0:
+        raise RobustRLError(f"--steps must be >= 1 and --seed >= 0, got {steps} and {seed}")
     data = load_dataset(dataset)
+    for key in ("observations", "rewards"):
+        check_finite(getattr(data, key), f"dataset {dataset}: {key}", DATA_WAY_OUT)
     run_keys, agent_keys = split_overrides(overrides)
     config = resolve_config(IQLTDMPC.name, data.env_id, agent_keys)
     log_every = int(run_keys.pop("log_every", log_every))
@@ -57,7 +61,8 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", tomli_w.dumps({
             "run": {"agent": manager.name, "dataset": str(dataset), "steps": steps,
-                    "seed": seed}, "agent": to_dict(config)}))
+                    "seed": seed}, "agent": to_dict(config),
+            "provenance": run_provenance(data.env_id, {})}))
         logger = MetricsLogger(out, tensorboard=tensorboard)
     bar = progress(steps, desc=f"{manager.name} {Path(dataset).name}", unit="update") \
         if show_progress else None
@@ -70,6 +75,7 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
                 now = time.perf_counter()
                 metrics["updates_per_s"] = log_every / max(now - tick, 1e-9)
                 tick = now
+                check_logged(n, metrics, modules_of(manager))
                 if logger is not None:
                     logger.log(n, metrics)
                 if bar is not None:

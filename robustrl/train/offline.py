@@ -32,14 +32,16 @@ from robustrl.agents.offline import OfflineWorker, TransitionSampler, env_input,
 from robustrl.agents.tdmpc import IntentPolicy, load_manager
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
+from robustrl.core.guards import DATA_WAY_OUT, check_finite, check_logged, modules_of
 from robustrl.core.io import atomic_torch_save, atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.normalizer import FixedNormalizer
 from robustrl.core.progress import progress
+from robustrl.core.provenance import provenance
 from robustrl.data.dataset import OfflineDataset, load_dataset, peek_env_id
 from robustrl.data.generate import GenerateConfig, reference_returns, rollout_returns
 from robustrl.envs import make
-from robustrl.train.rundir import read_run_toml
+from robustrl.train.rundir import read_run_toml, run_provenance
 
 
 # ----------------------------------------------------------------------------- learners
@@ -145,6 +147,7 @@ def save_offline_config(out: Path, cfg: OfflineRun) -> None:
     data = {"run": to_dict(cfg.run), "agent": to_dict(cfg.agent)}
     if cfg.references:
         data["references"] = dict(cfg.references)
+    data["provenance"] = run_provenance(cfg.run.env, {})  # a record; read back by nothing
     atomic_write_text(out / "config.toml", tomli_w.dumps(data))
 
 
@@ -240,6 +243,8 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
         torch.set_num_threads(r.threads)
     device = torch_device(r.device)
     data = load_dataset(r.dataset)
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        check_finite(getattr(data, key), f"dataset {r.dataset}: {key}", DATA_WAY_OUT)
     env_id = r.env or data.env_id
     if not env_id:
         raise RobustRLError(f"dataset {r.dataset} does not name its env; pass --env ID")
@@ -300,6 +305,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
                     evaluation = evaluate()
                     metrics.update(evaluation)
                     tick = time.perf_counter()
+                check_logged(n, metrics, modules_of(worker))
                 if logger is not None:
                     logger.log(n, metrics)
                 if bar is not None:
@@ -343,7 +349,7 @@ def _save(worker: OfflineWorker, sampler: TransitionSampler, cfg: OfflineRun,
                        "config": to_dict(cfg.agent), "run": to_dict(cfg.run),
                        "state": worker.state_dict(),
                        "sampler_rng": sampler.generator.get_state(),
-                       "torch_rng": torch.get_rng_state()}, path)
+                       "torch_rng": torch.get_rng_state(), "provenance": provenance()}, path)
 
 
 def _restore(worker: OfflineWorker, sampler: TransitionSampler, path: Path) -> None:

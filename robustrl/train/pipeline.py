@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from robustrl.agents.base import Agent
+from robustrl.core.guards import guard_env
 from robustrl.envs import make
 from robustrl.perturb import apply, parse
 from robustrl.perturb.base import AdversaryFn
@@ -48,15 +49,16 @@ def training_envs(agent_cls: type[Agent], env_id: str, env_kwargs: dict[str, Any
     probe = make(env_id, **env_kwargs)
     try:
         observation_space, action_space, n_agents = agent_cls.spaces_of(probe)
-        if reward.method == "none":
-            return first_then(probe, lambda: make(env_id, **env_kwargs)), None
+        if reward.method == "none":  # every env's outputs are checked for NaN/Inf
+            return first_then(guard_env(probe), lambda: guard_env(make(env_id, **env_kwargs))), None
         check_vectorization(getattr(agent_config, "vector", "sync"))
         loop = build_loop(reward, heron, env_id=env_id, observation_space=observation_space,
                           action_space=action_space, n_agents=n_agents, seed=seed)
     except BaseException:
         probe.close()
         raise
-    return first_then(loop.wrap(probe), lambda: loop.wrap(make(env_id, **env_kwargs))), loop
+    return first_then(loop.wrap(guard_env(probe)),
+                      lambda: loop.wrap(guard_env(make(env_id, **env_kwargs)))), loop
 
 
 def eval_env(agent: Agent, perturb: Sequence[str] = (), *, seed: int | None = None,

@@ -24,13 +24,14 @@ from robustrl.agents import agent_class, load, resolve_config
 from robustrl.agents.base import Agent, read_checkpoint
 from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
+from robustrl.core.guards import NonFiniteError, at_step, check_logged, modules_of
 from robustrl.core.io import atomic_write_text
 from robustrl.core.logging import MetricsLogger
 from robustrl.core.tracking import check_tracker, make_tracker
 from robustrl.reward import HeronConfig, RewardConfig
 from robustrl.train.eval_during import PeriodicEval, check_eval
 from robustrl.train.pipeline import training_envs
-from robustrl.train.rundir import read_run_toml
+from robustrl.train.rundir import read_run_toml, run_provenance
 from robustrl.train.support import check_supported
 
 
@@ -109,7 +110,9 @@ def run_to_dict(cfg: Run) -> dict[str, Any]:
 
 
 def save_run_config(directory: Path, cfg: Run) -> None:
-    atomic_write_text(directory / "config.toml", tomli_w.dumps(run_to_dict(cfg)))
+    provenance = run_provenance(cfg.run.env, cfg.env)  # read back by nothing: a record
+    atomic_write_text(directory / "config.toml",
+                      tomli_w.dumps({**run_to_dict(cfg), "provenance": provenance}))
 
 
 def load_run_config(directory: str | Path) -> Run:
@@ -131,6 +134,10 @@ def import_user_modules(modules: tuple[str, ...]) -> None:
         except ImportError as e:
             raise RobustRLError(f"cannot import module '{name}' ({e}); it must be importable "
                                 "from the working directory or installed") from None
+        except Exception as e:  # the user's module itself fails: say where, in one line
+            raise RobustRLError(f"importing module '{name}' failed: {type(e).__name__}: {e}; "
+                                "fix the module (run `python -c 'import "
+                                f"{name}'` for the traceback)") from None
 
 
 def set_threads(threads: int) -> None:
@@ -151,7 +158,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     check_tracker(cfg.run.track)
     check_eval(cfg.run.eval_every, cfg.run.eval_episodes)
     checkpoint_path = out / "checkpoint.pt"
-    if not resume and (out / "config.toml").exists():
+    started = any((out / f).exists() for f in ("metrics.csv", "checkpoint.pt", "agent.pt"))
+    if not resume and (out / "config.toml").exists() and started:  # else: failed before training
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
     cls = agent_class(cfg.run.agent)
     # made before the run directory: an env the learner cannot use leaves nothing behind
@@ -182,6 +190,7 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
 
     def callback(agent: Agent, metrics: dict[str, float]) -> None:
         nonlocal last_checkpoint
+        check_logged(agent.num_steps, metrics, modules_of(agent))
         if loop is not None:
             metrics = {**metrics, **loop.on_callback(agent)}
         logger.log(agent.num_steps, {**metrics, **evals(agent)})
@@ -196,6 +205,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
         agent.learn(cfg.run.steps, callback, progress=show_progress, threads=cfg.run.threads)
         if final := evals.final(agent):
             logger.log(agent.num_steps, final)
+    except NonFiniteError as e:
+        raise at_step(e, agent.num_steps) from None
     finally:
         logger.close()
     agent.save(checkpoint_path, include_buffer=True)

@@ -115,6 +115,7 @@ def test_register_user_env():
         envs.make("custom/Corridor-v0", width=2)
     with pytest.raises(RobustRLError, match="family prefix"):
         envs.register("Corridor-v0", Corridor)
+    envs.registry._REGISTRY.pop("custom/Corridor-v0")  # the README's example registers its own
 
 
 # -- identity: an env made by `make` carries its id and the kwargs it was given -------------------

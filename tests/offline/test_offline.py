@@ -178,7 +178,7 @@ def test_cli_generate_info_train(tmp_path, capsys):
     (["train", "--agent", "iql", "--dataset", "none.npz", "--steps", "5", "--out", "x"],
      "none.npz not found"),
     (["data", "generate", "maze/PointMaze_UMaze-v3", "--steps", "0", "--out", "x.npz"],
-     "--steps must be positive"),
+     "steps must be >= 1"),
     (["data", "info", "none.npz"], "not found"),
 ])
 def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):

@@ -1,0 +1,198 @@
+"""Recompute the published numbers that have committed raw data, and fail on any mismatch.
+
+    python experiments/check_results.py          # prints what it checked; exit 1 on a mismatch
+
+What it checks (each from the raw rows committed next to the table):
+- every bench report folder `experiments/*/results/*/` holding `episodes.csv` (the results
+  database's per-episode export): each `curves.csv` / `summary.csv` value and each row of
+  `report.md` is recomputed from the episodes with the statistics of the reporter that wrote
+  it (v1: mean ± Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by
+  trapezoid with the clean point at the kind's identity strength). The Lipschitz column comes
+  from the database's `runs` table, which the export does not hold: it is not checked.
+- `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
+- `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
+Tables not listed here have no committed raw data; their files say so.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+IDENTITY_ONE = ("dyn-",)  # scale kinds: the clean point sits at strength 1
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ci95(values: list[float]) -> float:
+    n = len(values)
+    return 0.0 if n < 2 else T95[n - 2] * float(np.std(values, ddof=1)) / math.sqrt(n)
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+class Checker:
+    def __init__(self) -> None:
+        self.checked = 0
+        self.errors: list[str] = []
+
+    def same(self, where: str, published: float | str, recomputed: float | str | bool) -> None:
+        """Text (a table cell) must match exactly, numbers (a CSV value) to float precision."""
+        self.checked += 1
+        ok = (published == recomputed if isinstance(recomputed, str | bool)
+              else _close(float(published), float(recomputed)))
+        if not ok:
+            self.errors.append(f"{where}: published {published}, recomputed {recomputed}")
+
+
+def check_bench_report(folder: Path, c: Checker) -> None:
+    """A v1 bench report folder against its episodes.csv."""
+    cells: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in _rows(folder / "episodes.csv"):
+        strength = float(r["strength"]) if r["strength"] else None
+        cells[(r["env"], r["agent"], r["perturbation"], strength)][int(r["seed"])].append(
+            float(r["return"]))
+    per_seed = {k: [float(np.mean(v[s])) for s in sorted(v)] for k, v in cells.items()}
+    clean = {(e, a): v for (e, a, p, _), v in per_seed.items() if p == "none"}
+    report = (folder / "report.md").read_text()
+    curve: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for r in _rows(folder / "curves.csv"):
+        key = (r["env"], r["agent"], r["perturbation"], float(r["strength"]))
+        values = per_seed[key]
+        mean, ci = float(np.mean(values)), _ci95(values)
+        where = f"{folder.name}/curves.csv {key}"
+        c.same(f"{where} seeds", int(r["seeds"]), len(values))
+        c.same(f"{where} mean", r["mean"], mean)
+        c.same(f"{where} ci95", r["ci95"], ci)
+        base = float(np.mean(clean[key[:2]]))
+        c.same(f"{where} normalized", r["normalized"], mean / base)
+        curve[key[:3]].append((key[3], mean / base))
+        c.same(f"{folder.name}/report.md curve row {key}",
+               f"| {key[0]} | {key[1]} | {key[2]} | {key[3]:g} | {len(values)} "
+               f"| {mean:.2f} ± {ci:.2f} |" in report, True)
+    for r in _rows(folder / "summary.csv"):
+        key = (r["env"], r["agent"], r["perturbation"])
+        base = clean[key[:2]]
+        where = f"{folder.name}/summary.csv {key}"
+        c.same(f"{where} clean", r["clean"], float(np.mean(base)))
+        c.same(f"{where} clean_ci95", r["clean_ci95"], _ci95(base))
+        means = [float(np.mean(v)) for (e, a, p, _), v in per_seed.items() if (e, a, p) == key]
+        if key[2] == "none":
+            means = [float(np.mean(base))]
+        c.same(f"{where} worst", r["worst"], min(means))
+        c.same(f"{where} average", r["average"], float(np.mean(means)))
+        if r["auc"]:
+            identity = 1.0 if key[2].startswith(IDENTITY_ONE) else 0.0
+            points = sorted(curve[key] + ([] if identity in [s for s, _ in curve[key]]
+                                          else [(identity, 1.0)]))
+            xs, ys = zip(*points)
+            area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1
+                       in zip(xs, xs[1:], ys, ys[1:]))
+            c.same(f"{where} auc", r["auc"], area / (xs[-1] - xs[0]))
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    """The rows (cells stripped) of the Markdown table whose header begins `header_start`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([x.strip() for x in line.strip("|").split("|")])
+    return rows
+
+
+def _mean_std(values: list[float], digits: int = 1) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def check_intent(c: Checker) -> None:
+    folder = ROOT / "offline" / "results"
+    runs: dict[tuple, dict[int, dict[str, str]]] = defaultdict(dict)
+    for name in ("intent_medium", "intent_maze"):
+        for r in _rows(folder / f"{name}.csv"):
+            runs[(name, r["env"].split("/")[1], r["agent"], int(r["intent_k"]))][
+                int(r["seed"])] = r
+    score = {k: [float(v[s]["normalized_score"]) for s in sorted(v)] for k, v in runs.items()}
+    success = {k: [float(v[s]["success"]) for s in sorted(v)] for k, v in runs.items()}
+    medium = (folder / "intent_medium.md").read_text()
+    columns = [0, 10, 25, 50]
+    for row in _table(medium, "| worker | alone | intent k=10"):
+        agent, what = row[0].split(" ", 1)
+        for k, cell in zip(columns, row[1:]):
+            key = ("intent_medium", "PointMaze_Medium-v3", agent, k)
+            value = _mean_std(score[key]) if what == "normalized score" else \
+                f"{np.mean(success[key]):.2f}"
+            c.same(f"intent_medium.md {agent} {what} k={k}", cell, value)
+    for row in _table(medium, "| worker | k | seed 0"):
+        k = 0 if row[1] == "alone" else int(row[1])
+        key = ("intent_medium", "PointMaze_Medium-v3", row[0], k)
+        c.same(f"intent_medium.md per-seed {row[0]} k={k}", " / ".join(row[2:]),
+               " / ".join(f"{x:.1f}" for x in score[key]))
+    maze = (folder / "intent_maze.md").read_text()
+    for row in _table(maze, "| env | worker | alone | intent k=50"):
+        for k, cell in zip((0, 50), row[2:]):
+            key = ("intent_maze", row[0], row[1], k)
+            c.same(f"intent_maze.md {row[0]} {row[1]} k={k}", cell,
+                   f"{_mean_std(score[key])} ({np.mean(success[key]):.2f})")
+    for row in _table(maze, "| maze | worker | alone: seed"):
+        for k, cell in zip((0, 50), row[2:4]):
+            key = ("intent_maze", f"PointMaze_{row[0]}-v3", row[1], k)
+            c.same(f"intent_maze.md per-seed {row[0]} {row[1]} k={k}", cell,
+                   " / ".join(f"{x:.1f}" for x in score[key]))
+
+
+def check_text_finetune(c: Checker) -> None:
+    folder = ROOT / "reward" / "results"
+    runs: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    for r in _rows(folder / "text_finetune.csv"):
+        runs[(r["data"], r["method"])].append(r)
+    text = (folder / "text_finetune.md").read_text()
+    for row in _table(text, "| data | method | held-out accuracy"):
+        data, method = row[0], row[1]
+        if method == "length baseline":
+            rs = runs[next(k for k in runs if k[0] == data)]
+            c.same(f"text_finetune.md {data} length baseline", row[2],
+                   _mean_std([float(r["length_baseline"]) for r in rs], 3))
+            continue
+        rs = runs[(data, method)]
+        c.same(f"text_finetune.md {data} {method} accuracy", row[2],
+               _mean_std([float(r["accuracy"]) for r in rs], 3))
+        c.same(f"text_finetune.md {data} {method} train accuracy", row[3],
+               _mean_std([float(r["train_accuracy"]) for r in rs], 3))
+        c.same(f"text_finetune.md {data} {method} seeds", row[5], str(len(rs)))
+
+
+def main() -> int:
+    c = Checker()
+    folders = sorted(p.parent for p in ROOT.glob("*/results/*/episodes.csv"))
+    for folder in folders:
+        check_bench_report(folder, c)
+    check_intent(c)
+    check_text_finetune(c)
+    names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
+    print(f"bench reports: {names}")
+    print("tables: offline/results/intent_medium.md, offline/results/intent_maze.md, "
+          "reward/results/text_finetune.md")
+    for e in c.errors:
+        print(f"MISMATCH {e}")
+    print(f"{c.checked} numbers recomputed from committed raw data, {len(c.errors)} mismatches")
+    return 1 if c.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,8 @@ What it checks (each from the raw rows committed next to the table):
   it (v1: mean ± Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by
   trapezoid with the clean point at the kind's identity strength). The Lipschitz column comes
   from the database's `runs` table, which the export does not hold: it is not checked.
+- the headline table of `experiments/ernie/results/ernie.md` (all but its Lipschitz rows)
+  from the four ERNIE reports' episodes.
 - `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
 - `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
 Tables not listed here have no committed raw data; their files say so.
@@ -57,20 +59,32 @@ class Checker:
             self.errors.append(f"{where}: published {published}, recomputed {recomputed}")
 
 
-def check_bench_report(folder: Path, c: Checker) -> None:
-    """A v1 bench report folder against its episodes.csv."""
+def per_seed(folder: Path) -> dict[tuple, list[float]]:
+    """(env, agent, perturbation, strength) -> each seed's mean episode return, seed order."""
     cells: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in _rows(folder / "episodes.csv"):
         strength = float(r["strength"]) if r["strength"] else None
         cells[(r["env"], r["agent"], r["perturbation"], strength)][int(r["seed"])].append(
             float(r["return"]))
-    per_seed = {k: [float(np.mean(v[s])) for s in sorted(v)] for k, v in cells.items()}
-    clean = {(e, a): v for (e, a, p, _), v in per_seed.items() if p == "none"}
+    return {k: [float(np.mean(v[s])) for s in sorted(v)] for k, v in cells.items()}
+
+
+def _auc(curve: list[tuple[float, float]], identity: float) -> float:
+    points = sorted(curve + ([] if identity in [s for s, _ in curve] else [(identity, 1.0)]))
+    xs, ys = zip(*points)
+    area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
+    return area / (xs[-1] - xs[0])
+
+
+def check_bench_report(folder: Path, c: Checker) -> None:
+    """A v1 bench report folder against its episodes.csv."""
+    seeds = per_seed(folder)
+    clean = {(e, a): v for (e, a, p, _), v in seeds.items() if p == "none"}
     report = (folder / "report.md").read_text()
     curve: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     for r in _rows(folder / "curves.csv"):
         key = (r["env"], r["agent"], r["perturbation"], float(r["strength"]))
-        values = per_seed[key]
+        values = seeds[key]
         mean, ci = float(np.mean(values)), _ci95(values)
         where = f"{folder.name}/curves.csv {key}"
         c.same(f"{where} seeds", int(r["seeds"]), len(values))
@@ -88,19 +102,102 @@ def check_bench_report(folder: Path, c: Checker) -> None:
         where = f"{folder.name}/summary.csv {key}"
         c.same(f"{where} clean", r["clean"], float(np.mean(base)))
         c.same(f"{where} clean_ci95", r["clean_ci95"], _ci95(base))
-        means = [float(np.mean(v)) for (e, a, p, _), v in per_seed.items() if (e, a, p) == key]
+        means = [float(np.mean(v)) for (e, a, p, _), v in seeds.items() if (e, a, p) == key]
         if key[2] == "none":
             means = [float(np.mean(base))]
         c.same(f"{where} worst", r["worst"], min(means))
         c.same(f"{where} average", r["average"], float(np.mean(means)))
         if r["auc"]:
             identity = 1.0 if key[2].startswith(IDENTITY_ONE) else 0.0
-            points = sorted(curve[key] + ([] if identity in [s for s, _ in curve[key]]
-                                          else [(identity, 1.0)]))
-            xs, ys = zip(*points)
-            area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1
-                       in zip(xs, xs[1:], ys, ys[1:]))
-            c.same(f"{where} auc", r["auc"], area / (xs[-1] - xs[0]))
+            c.same(f"{where} auc", r["auc"], _auc(curve[key], identity))
+
+
+def _num(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+class Report:
+    """One v1 bench report's statistics, recomputed from its episodes.csv."""
+
+    def __init__(self, folder: Path):
+        self.seeds = per_seed(folder)
+
+    def _values(self, agent: str, pert: str, strength: float | None) -> list[float]:
+        return next(v for (e, a, p, s), v in self.seeds.items()
+                    if a == agent and p == pert and s == strength)
+
+    def mean(self, agent: str, pert: str, strength: float | None = None) -> float:
+        return float(np.mean(self._values(agent, pert, strength)))
+
+    def mean_ci(self, agent: str, pert: str, strength: float | None, digits: int) -> str:
+        v = self._values(agent, pert, strength)
+        return f"{_num(float(np.mean(v)), digits)} ± {_ci95(v):.{digits}f}"
+
+    def grid(self, agent: str, pert: str) -> list[tuple[float, float]]:
+        return sorted((s, float(np.mean(v))) for (e, a, p, s), v in self.seeds.items()
+                      if a == agent and p == pert)
+
+    def average(self, agent: str, pert: str) -> float:
+        return float(np.mean([m for _, m in self.grid(agent, pert)]))
+
+    def auc(self, agent: str, pert: str, identity: float) -> float:
+        clean = self.mean(agent, "none")
+        return _auc([(s, m / clean) for s, m in self.grid(agent, pert)], identity)
+
+
+def check_ernie_summary(c: Checker) -> None:
+    """The headline table of experiments/ernie/results/ernie.md (all but its Lipschitz rows)
+    from the four ERNIE bench reports' episodes."""
+    folder = ROOT / "ernie" / "results"
+    hop, spread, adv, grid = (Report(folder / f"ernie_{n}") for n in
+                              ("mujoco", "mpe", "mpe_adversarial", "traffic"))
+    good = "agents=agent_0+agent_1"
+    trained = "policy=adversary,adv_steps=100000"
+
+    def dyn(r: Report, a: str, pert: str) -> str:
+        return (f"{r.auc(a, pert, 1.0):.2f} / {min(m for _, m in r.grid(a, pert)):.0f} / "
+                f"{r.average(a, pert):.0f}")
+
+    rows = {  # the table's rows, in order, as (report, agent) -> the published cell
+        "Hopper-v5 (PPO, 100k steps)": lambda r, a: r.mean_ci(a, "none", None, 0),
+        "mass": lambda r, a: dyn(r, a, "dyn-mass"),
+        "friction": lambda r, a: dyn(r, a, "dyn-friction"),
+        "mpe/simple_spread": lambda r, a: r.mean_ci(a, "none", None, 1),
+        "obs-gaussian 0.1": lambda r, a: (f"{_num(r.average(a, 'obs-gaussian'), 1)} / "
+                                          f"{_num(r.average(a, 'obs-pgd'), 1)}"),
+        "one teammate random": lambda r, a: _num(r.mean(a, "adversary-agents", 1.0), 1),
+        "one teammate adversarial": lambda r, a: _num(r.mean(
+            a, f"adversary-agents,agents={'agent_2' if r is spread else 'agent_1'},{trained}",
+            1.0), 1),
+        "mpe/simple_adversary": lambda r, a: r.mean_ci(a, "none", None, 1),
+        "obs-gaussian 0.5": lambda r, a: (f"{_num(r.average(a, f'obs-gaussian,{good}'), 1)} / "
+                                          f"{_num(r.average(a, f'obs-pgd,{good}'), 1)}"),
+        "obs-pgd ε = 1": lambda r, a: (f"{r.mean_ci(a, f'obs-pgd,{good}', 1.0, 1)} "
+                                       f"({r.auc(a, f'obs-pgd,{good}', 0.0):.2f})"),
+        "one good agent random": lambda r, a: _num(
+            r.mean(a, "adversary-agents,agents=agent_1", 1.0), 1),
+        "traffic/2x2grid": lambda r, a: r.mean_ci(a, "none", None, 2),
+        "obs-gaussian σ = 0.1": lambda r, a: _num(r.mean(a, "obs-gaussian", 0.1), 2),
+        "act-replace p = 0.05": lambda r, a: _num(r.mean(a, "act-replace", 0.05), 2),
+        "inflow": lambda r, a: " / ".join(_num(r.mean(a, "dyn-inflow", s), d)
+                                          for s, d in ((0.5, 2), (1.5, 2), (2.0, 1))),
+    }
+    section = {"Hopper": (hop, "ppo"), "mpe/simple_spread": (spread, "mappo"),
+               "mpe/simple_adversary": (adv, "mappo"), "traffic": (grid, "idqn")}
+    text = (folder / "ernie.md").read_text()
+    report, learner = hop, "ppo"
+    for row in _table(text, "| task (learner, budget)"):
+        task, metric = row[0], row[1]
+        for prefix, (r, name) in section.items():
+            if task.startswith(prefix):
+                report, learner = r, name
+        label = task or metric
+        fn = next((f for k, f in rows.items() if label.startswith(k)), None)
+        if fn is None or "Lipschitz" in metric:
+            continue  # Lipschitz: from the runs table, not exported (marked in ernie.md)
+        for cell, suffix in zip(row[2:], ("", "+ernie", "+ernie-stackelberg")):
+            c.same(f"ernie.md {task or metric} {learner}{suffix}", cell.replace("**", ""),
+                   fn(report, learner + suffix))
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:
@@ -182,12 +279,13 @@ def main() -> int:
     folders = sorted(p.parent for p in ROOT.glob("*/results/*/episodes.csv"))
     for folder in folders:
         check_bench_report(folder, c)
+    check_ernie_summary(c)
     check_intent(c)
     check_text_finetune(c)
     names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
     print(f"bench reports: {names}")
-    print("tables: offline/results/intent_medium.md, offline/results/intent_maze.md, "
-          "reward/results/text_finetune.md")
+    print("tables: ernie/results/ernie.md (headline table), offline/results/intent_medium.md, "
+          "offline/results/intent_maze.md, reward/results/text_finetune.md")
     for e in c.errors:
         print(f"MISMATCH {e}")
     print(f"{c.checked} numbers recomputed from committed raw data, {len(c.errors)} mismatches")

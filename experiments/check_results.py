@@ -10,7 +10,8 @@ What it checks (each from the raw rows committed next to the table):
   trapezoid with the clean point at the kind's identity strength). The Lipschitz column comes
   from the database's `runs` table, which the export does not hold: it is not checked.
 - the headline table of `experiments/ernie/results/ernie.md` (all but its Lipschitz rows)
-  from the four ERNIE reports' episodes.
+  from the four ERNIE reports' episodes; heron.md's simple_spread row and doubled-inflow
+  quote from the HERON reports'.
 - `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
 - `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
 Tables not listed here have no committed raw data; their files say so.
@@ -200,6 +201,21 @@ def check_ernie_summary(c: Checker) -> None:
                    fn(report, learner + suffix))
 
 
+def check_heron_summary(c: Checker) -> None:
+    """experiments/heron/results/heron.md: its simple_spread row and the robustness paragraph's
+    doubled-inflow numbers, from the two HERON bench reports' episodes."""
+    folder = ROOT / "heron" / "results"
+    mpe, robust = Report(folder / "heron_mpe"), Report(folder / "heron_traffic_robustness")
+    text = (folder / "heron.md").read_text()
+    row = next(r for r in _table(text, "| setting | HERON") if r[0].startswith("`mpe/"))
+    for cell, agent in zip(row[1:4], ("HERON", "env reward", "weighted, beta 0.5")):
+        c.same(f"heron.md simple_spread {agent}", cell.replace("**", "").split(" (")[0],
+               mpe.mean_ci(agent, "none", None, 1))
+    quote = (f"({robust.mean_ci('HERON', 'dyn-inflow', 2.0, 1)} vs "
+             f"{robust.mean_ci('engineered', 'dyn-inflow', 2.0, 1)})")
+    c.same("heron.md doubled inflow", quote in " ".join(text.split()), True)
+
+
 def _table(text: str, header_start: str) -> list[list[str]]:
     """The rows (cells stripped) of the Markdown table whose header begins `header_start`."""
     lines = text.splitlines()
@@ -280,11 +296,13 @@ def main() -> int:
     for folder in folders:
         check_bench_report(folder, c)
     check_ernie_summary(c)
+    check_heron_summary(c)
     check_intent(c)
     check_text_finetune(c)
     names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
     print(f"bench reports: {names}")
-    print("tables: ernie/results/ernie.md (headline table), offline/results/intent_medium.md, "
+    print("tables: ernie/results/ernie.md (headline table), heron/results/heron.md (2 rows), "
+          "offline/results/intent_medium.md, "
           "offline/results/intent_maze.md, reward/results/text_finetune.md")
     for e in c.errors:
         print(f"MISMATCH {e}")

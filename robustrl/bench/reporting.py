@@ -265,7 +265,7 @@ def plot_env(env: str, points: list[CurvePoint], summaries: list[Summary], path:
             ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color())
         rnd = sorted({(p.strength, p.random) for p in panel if p.random is not None})
         if rnd:
-            ax.plot(*zip(*rnd), "k--", lw=1, label="random policy (mean)")
+            ax.plot(*zip(*rnd), "k--x", lw=1, label="random policy (mean)")
         ax.set(title=f"{pert}\n(IQM; band: 95% stratified-bootstrap CI)",
                xlabel=f"strength ({panel[0].unit})", ylabel="return (raw units)")
         ax.grid(alpha=0.3)

@@ -72,19 +72,30 @@ def aggregates(points: list) -> list[Aggregate]:
     return rows
 
 
+def _ordered(a: str, b: str) -> tuple[str, str]:
+    """(A, B) with A the variant when one label extends the other ("ppo+ernie" vs "ppo"), so
+    P(A > B) reads "does the variant beat its base"; else alphabetical."""
+    return (b, a) if b.startswith(a) else (a, b)
+
+
 def improvements(points: list) -> list[Improvement]:
     """P(A > B) with its CI for each pair of agents: per task, per env × perturbation pooled
-    over strengths, and per perturbation pooled over envs and strengths."""
+    over strengths, per perturbation pooled over envs and strengths, and over every task."""
     tasks = _by_task(points, normalized=False)
     rows = []
-    for a, b in combinations(sorted(tasks), 2):
+    for a, b in (_ordered(*pair) for pair in combinations(sorted(tasks), 2)):
         shared = sorted(set(tasks[a]) & set(tasks[b]))
+        several_envs = len({k[0] for k in shared}) > 1
+        several_perts = len({k[1] for k in shared}) > 1
         scopes: dict[tuple[str, str, str], list[tuple]] = defaultdict(list)
         for key in shared:
             env, pert, strength = key
             scopes[(env, pert, f"{strength:g}")].append(key)
             scopes[(env, pert, ALL)].append(key)
-            scopes[(ALL, pert, ALL)].append(key)
+            if several_envs:
+                scopes[(ALL, pert, ALL)].append(key)
+            if several_perts:
+                scopes[(ALL, ALL, ALL)].append(key)
         for (env, pert, strength), keys in sorted(scopes.items()):
             if strength == ALL and len(keys) == 1 and env != ALL:
                 continue  # the same as the task's own row

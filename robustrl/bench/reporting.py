@@ -222,7 +222,8 @@ def markdown(points: list[CurvePoint], summaries: list[Summary], meta: dict[str,
     if improvements:
         lines += ["", "## Probability of improvement P(A > B)", "",
                   "P(a run of A scores above a run of B on the same task; ties ½), averaged "
-                  f"over tasks; {CI}. A helps over B where lo > 0.5, hurts where hi < 0.5.",
+                  f"over tasks; {CI}. A helps over B where lo > 0.5, hurts where hi < 0.5. "
+                  "A is the variant where one label extends the other (ppo+ernie vs ppo).",
                   "", "| A | B | env | perturbation | strength | tasks | P(A > B) [lo, hi] |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {i.a} | {i.b} | {i.env} | {i.perturbation} | {i.strength} | {i.tasks} "
@@ -284,14 +285,25 @@ def report(db: str | Path, out: str | Path | None = None,
     """Write report.md, curves.csv, summary.csv, aggregates.csv, improvements.csv,
     episodes.csv, `<env>.png` and profiles.png into `out` (default: a `report/` folder beside
     the database); with `curves`, learning curves of the runs too (robustrl.bench.curves).
-    Returns the paths and the data."""
+    `db` may also be an episodes export (`*.csv`, robustrl.bench.from_csv). Returns the paths
+    and the data."""
+    import tempfile
+
     from robustrl.bench import comparisons
     from robustrl.bench.store import export_csv
 
     db = Path(db)
+    out = Path(out) if out is not None else db.parent / "report"
+    if db.suffix == ".csv":  # a committed episodes export: rebuild its database first
+        from robustrl.bench.from_csv import database_from_episodes
+
+        raw = db.read_text()
+        with tempfile.TemporaryDirectory() as tmp:
+            result = report(database_from_episodes(db, Path(tmp) / "results.sqlite"), out)
+        atomic_write_text(out / "episodes.csv", raw)  # the source rows, byte for byte
+        return result
     points, summaries, meta = analyse(db)
     aggregates, improvements = comparisons.aggregates(points), comparisons.improvements(points)
-    out = Path(out) if out is not None else db.parent / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(points, summaries, meta, aggregates, improvements)
     atomic_write_text(out / "report.md", text)

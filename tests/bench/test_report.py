@@ -64,8 +64,10 @@ def test_normalized_scores_are_sign_aware_on_negative_returns(negative_db, tmp_p
     assert summaries["good"].auc == pytest.approx(1 - 0.1 * np.mean(STRENGTHS))
     assert summaries["good"].grid == "0.5;1"
     # P(good > bad) = 1 on every task (good dominates), with a degenerate CI
-    pooled = [i for i in result["improvements"] if i.env == "all"]
-    assert [(i.a, i.b, i.p, i.lo, i.hi) for i in pooled] == [("bad", "good", 0.0, 0.0, 0.0)]
+    pooled = [i for i in result["improvements"] if i.strength == "all"]
+    assert [(i.a, i.b, i.env, i.tasks, i.p, i.lo, i.hi) for i in pooled] == [
+        ("bad", "good", ENV, 2, 0.0, 0.0, 0.0)]
+    assert len(result["improvements"]) == 3  # each strength, and pooled over the grid
     aggregate = {(a.agent, a.perturbation): a for a in result["aggregates"]}
     assert aggregate[("bad", "dyn-inflow")].iqm == pytest.approx(0.0, abs=1e-9)
     assert aggregate[("good", "dyn-inflow")].tasks == 2
@@ -192,3 +194,32 @@ def test_random_pseudo_agent_is_planned_run_and_reported(tmp_path):
     assert point.agent == "ppo" and point.random is not None and point.normalized is not None
     assert [r.label for r in runs_of_db(summary.db)] == ["ppo", "ppo"]
     assert (tmp_path / "rep" / "learning_curves.png").stat().st_size > 0
+
+
+def test_report_from_an_episodes_export(negative_db, tmp_path):
+    """The committed raw rows alone reproduce the report (all but Lipschitz)."""
+    from robustrl.bench import export_csv
+
+    export = export_csv(negative_db, tmp_path / "raw" / "episodes.csv")
+    raw = export.read_text()
+    from_db = report(negative_db, tmp_path / "a")
+    from_csv = report(export, tmp_path / "raw")  # into the export's own folder
+    assert [p.scores for p in from_csv["points"]] == [p.scores for p in from_db["points"]]
+    assert (tmp_path / "raw" / "report.md").read_text() == from_db["markdown"]
+    assert export.read_text() == raw  # the source rows are left as they were
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(RobustRLError, match="not an episodes export"):
+        report(bad, tmp_path / "c")
+
+
+def test_variant_is_compared_to_its_base(tmp_path):
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db, "s", "h") as store:
+        for seed in range(3):
+            for agent, score in (("ppo", 1.0), ("ppo+ernie", 2.0)):
+                store.write_job(_job(agent, seed, {("none", None): [score + 5],
+                                                   ("obs-gaussian", 0.1): [score + seed]}))
+    (row,) = report(db, tmp_path / "rep")["improvements"]
+    # ERNIE's runs 2, 3, 4 against 1, 2, 3: 6 of 9 pairs won, 2 tied
+    assert (row.a, row.b) == ("ppo+ernie", "ppo") and row.p == pytest.approx(7 / 9)

@@ -4,14 +4,14 @@
 
 What it checks (each from the raw rows committed next to the table):
 - every bench report folder `experiments/*/results/*/` holding `episodes.csv` (the results
-  database's per-episode export): each `curves.csv` / `summary.csv` value and each row of
-  `report.md` is recomputed from the episodes with the statistics of the reporter that wrote
-  it (v1: mean ± Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by
-  trapezoid with the clean point at the kind's identity strength). The Lipschitz column comes
-  from the database's `runs` table, which the export does not hold: it is not checked.
+  database's per-episode export): its tables (report.md and the CSVs) are regenerated from
+  the episodes (`robustrl bench report FOLDER/episodes.csv --out FOLDER`) and must be
+  identical, line for line.
 - the headline table of `experiments/ernie/results/ernie.md` (all but its Lipschitz rows)
-  from the four ERNIE reports' episodes; heron.md's simple_spread row and doubled-inflow
-  quote from the HERON reports'.
+  from the four ERNIE reports' episodes, with the statistics that table states (mean ±
+  Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by trapezoid with the
+  clean point at the kind's identity strength), and its P(A > B) table from the reports;
+  heron.md's simple_spread row and doubled-inflow quote from the HERON reports'.
 - `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
 - `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
 Tables not listed here have no committed raw data; their files say so.
@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+import shutil
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
+TABLES = ("report.md", "curves.csv", "summary.csv", "aggregates.csv", "improvements.csv")
+NUMBER = re.compile(r"-?\d+\.\d+|-?\d+")
 T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-IDENTITY_ONE = ("dyn-",)  # scale kinds: the clean point sits at strength 1
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -78,39 +82,21 @@ def _auc(curve: list[tuple[float, float]], identity: float) -> float:
 
 
 def check_bench_report(folder: Path, c: Checker) -> None:
-    """A v1 bench report folder against its episodes.csv."""
-    seeds = per_seed(folder)
-    clean = {(e, a): v for (e, a, p, _), v in seeds.items() if p == "none"}
-    report = (folder / "report.md").read_text()
-    curve: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
-    for r in _rows(folder / "curves.csv"):
-        key = (r["env"], r["agent"], r["perturbation"], float(r["strength"]))
-        values = seeds[key]
-        mean, ci = float(np.mean(values)), _ci95(values)
-        where = f"{folder.name}/curves.csv {key}"
-        c.same(f"{where} seeds", int(r["seeds"]), len(values))
-        c.same(f"{where} mean", r["mean"], mean)
-        c.same(f"{where} ci95", r["ci95"], ci)
-        base = float(np.mean(clean[key[:2]]))
-        c.same(f"{where} normalized", r["normalized"], mean / base)
-        curve[key[:3]].append((key[3], mean / base))
-        c.same(f"{folder.name}/report.md curve row {key}",
-               f"| {key[0]} | {key[1]} | {key[2]} | {key[3]:g} | {len(values)} "
-               f"| {mean:.2f} ± {ci:.2f} |" in report, True)
-    for r in _rows(folder / "summary.csv"):
-        key = (r["env"], r["agent"], r["perturbation"])
-        base = clean[key[:2]]
-        where = f"{folder.name}/summary.csv {key}"
-        c.same(f"{where} clean", r["clean"], float(np.mean(base)))
-        c.same(f"{where} clean_ci95", r["clean_ci95"], _ci95(base))
-        means = [float(np.mean(v)) for (e, a, p, _), v in seeds.items() if (e, a, p) == key]
-        if key[2] == "none":
-            means = [float(np.mean(base))]
-        c.same(f"{where} worst", r["worst"], min(means))
-        c.same(f"{where} average", r["average"], float(np.mean(means)))
-        if r["auc"]:
-            identity = 1.0 if key[2].startswith(IDENTITY_ONE) else 0.0
-            c.same(f"{where} auc", r["auc"], _auc(curve[key], identity))
+    """A bench report folder: its tables regenerated from its episodes.csv must be identical
+    (`robustrl bench report FOLDER/episodes.csv --out FOLDER` wrote them)."""
+    from robustrl.bench import report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(folder / "episodes.csv", Path(tmp) / "episodes.csv")
+        report(Path(tmp) / "episodes.csv", tmp, plots=False)
+        for name in TABLES:
+            published = (folder / name).read_text().splitlines()
+            fresh = (Path(tmp) / name).read_text().splitlines()
+            if len(published) != len(fresh):
+                c.same(f"{folder.name}/{name} rows", len(published), len(fresh))
+            for i, (a, b) in enumerate(zip(published, fresh)):
+                c.checked += len(NUMBER.findall(a)) - 1  # `same` counts one more
+                c.same(f"{folder.name}/{name} line {i + 1}", a, b)
 
 
 def _num(x: float, digits: int) -> str:
@@ -199,6 +185,25 @@ def check_ernie_summary(c: Checker) -> None:
         for cell, suffix in zip(row[2:], ("", "+ernie", "+ernie-stackelberg")):
             c.same(f"ernie.md {task or metric} {learner}{suffix}", cell.replace("**", ""),
                    fn(report, learner + suffix))
+
+
+def check_ernie_improvements(c: Checker) -> None:
+    """ernie.md's pooled P(A > B) table against the reports' improvements.csv (themselves
+    checked against a fresh report by `check_bench_report`)."""
+    folder = ROOT / "ernie" / "results"
+    suites = {"Hopper": ("ernie_mujoco", "ppo"), "simple_spread": ("ernie_mpe", "mappo"),
+              "simple_adversary": ("ernie_mpe_adversarial", "mappo"),
+              "2x2 grid": ("ernie_traffic", "idqn")}
+    text = (folder / "ernie.md").read_text()
+    for row in _table(text, "| suite (conditions) | P(ERNIE > baseline)"):
+        name, learner = next(v for k, v in suites.items() if row[0].startswith(k))
+        pooled = {(r["a"], r["b"]): r for r in _rows(folder / name / "improvements.csv")
+                  if r["perturbation"] == r["strength"] == "all"}
+        for cell, variant in zip(row[1:], ("+ernie", "+ernie-stackelberg")):
+            r = pooled[(learner + variant, learner)]
+            c.same(f"ernie.md P({learner}{variant} > {learner}) {name}", cell,
+                   f"{float(r['p']):.3f} [{float(r['lo']):.3f}, {float(r['hi']):.3f}]")
+            c.same(f"ernie.md conditions {name}", row[0].split("(")[-1].rstrip(")"), r["tasks"])
 
 
 def check_heron_summary(c: Checker) -> None:
@@ -296,13 +301,14 @@ def main() -> int:
     for folder in folders:
         check_bench_report(folder, c)
     check_ernie_summary(c)
+    check_ernie_improvements(c)
     check_heron_summary(c)
     check_intent(c)
     check_text_finetune(c)
     names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
     print(f"bench reports: {names}")
-    print("tables: ernie/results/ernie.md (headline table), heron/results/heron.md (2 rows), "
-          "offline/results/intent_medium.md, "
+    print("tables: ernie/results/ernie.md (headline and P(A > B) tables), "
+          "heron/results/heron.md (2 rows), offline/results/intent_medium.md, "
           "offline/results/intent_maze.md, reward/results/text_finetune.md")
     for e in c.errors:
         print(f"MISMATCH {e}")

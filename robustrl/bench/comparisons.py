@@ -4,6 +4,9 @@ Built from the report's curve points (each holds its runs' raw and normalized sc
 the estimators of robustrl.bench.stats. A *task* is one env × perturbation × strength; tasks
 of different envs are only pooled through normalized scores (raw returns do not share a scale),
 while P(A > B) compares A and B within each task on raw scores and averages over tasks.
+The tasks of one env are scored by the same trained runs, so when several are pooled the
+bootstrap resamples those runs together (one stratum per env: runs × tasks), not each task
+on its own, which would treat correlated scores as independent and narrow the interval.
 """
 
 from __future__ import annotations
@@ -49,14 +52,32 @@ class Improvement:
     hi: float
 
 
-def _by_task(points: list, normalized: bool) -> dict[str, dict[tuple, list[float]]]:
-    """agent -> {(env, perturbation, strength): its runs' scores}."""
-    tasks: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
+Scores = dict[int, float]
+"""A task's scores by training seed."""
+
+
+def _by_task(points: list, normalized: bool) -> dict[str, dict[tuple, Scores]]:
+    """agent -> {(env, perturbation, strength): its runs' scores by seed}."""
+    tasks: dict[str, dict[tuple, Scores]] = defaultdict(dict)
     for p in points:
         values = p.normalized_scores if normalized else p.scores
-        if values and (not normalized or len(values) == p.seeds):
-            tasks[p.agent][(p.env, p.perturbation, p.strength)] = list(values)
+        if values:
+            tasks[p.agent][(p.env, p.perturbation, p.strength)] = dict(zip(p.seed_ids, values))
     return tasks
+
+
+def strata(tasks: dict[tuple, Scores], keys: list[tuple]) -> list[np.ndarray]:
+    """The scores of `keys` as one (runs × tasks) array per env: its seeds that every task
+    has, in seed order, × the env's tasks in `keys` order."""
+    by_env: dict[str, list[tuple]] = defaultdict(list)
+    for key in keys:
+        by_env[key[0]].append(key)
+    out = []
+    for _, env_keys in sorted(by_env.items()):
+        seeds = sorted(set.intersection(*(set(tasks[k]) for k in env_keys)))
+        if seeds:
+            out.append(np.array([[tasks[k][s] for k in env_keys] for s in seeds]))
+    return out
 
 
 def aggregates(points: list) -> list[Aggregate]:
@@ -66,9 +87,10 @@ def aggregates(points: list) -> list[Aggregate]:
     for agent, tasks in sorted(_by_task(points, normalized=True).items()):
         perts = sorted({k[1] for k in tasks})
         for pert in [*perts, ALL] if len(perts) > 1 else perts:
-            chosen = [v for k, v in sorted(tasks.items()) if pert in (ALL, k[1])]
-            rows.append(Aggregate(agent, pert, len(chosen), sum(map(len, chosen)),
-                                  stats.iqm(chosen), *stats.stratified_bootstrap_ci(chosen)))
+            chosen = strata(tasks, [k for k in sorted(tasks) if pert in (ALL, k[1])])
+            rows.append(Aggregate(agent, pert, sum(s.shape[1] for s in chosen),
+                                  sum(s.size for s in chosen), stats.iqm(chosen),
+                                  *stats.stratified_bootstrap_ci(chosen)))
     return rows
 
 
@@ -99,26 +121,27 @@ def improvements(points: list) -> list[Improvement]:
         for (env, pert, strength), keys in sorted(scopes.items()):
             if strength == ALL and len(keys) == 1 and env != ALL:
                 continue  # the same as the task's own row
-            xs, ys = [tasks[a][k] for k in keys], [tasks[b][k] for k in keys]
+            xs, ys = strata(tasks[a], keys), strata(tasks[b], keys)
+            if [x.shape[1] for x in xs] != [y.shape[1] for y in ys]:
+                continue  # an env where one of them has no seed common to every task
             rows.append(Improvement(a, b, env, pert, strength, len(keys),
                                     stats.probability_of_improvement(xs, ys),
                                     *stats.probability_of_improvement_ci(xs, ys)))
     return rows
 
 
-def profiles(points: list) -> dict[str, dict[str, list[list[float]]]]:
-    """perturbation -> agent -> tasks of normalized scores (the input of a profile)."""
-    out: dict[str, dict[str, list[list[float]]]] = defaultdict(dict)
+def profiles(points: list) -> dict[str, dict[str, list[np.ndarray]]]:
+    """perturbation -> agent -> strata of normalized scores (the input of a profile)."""
+    out: dict[str, dict[str, list[np.ndarray]]] = defaultdict(dict)
     for agent, tasks in _by_task(points, normalized=True).items():
         for pert in sorted({k[1] for k in tasks}):
-            out[pert][agent] = [v for k, v in sorted(tasks.items()) if k[1] == pert]
+            out[pert][agent] = strata(tasks, [k for k in sorted(tasks) if k[1] == pert])
     return out
 
 
-def taus(data: dict[str, list[list[float]]], n: int = 101) -> np.ndarray:
+def taus(data: dict[str, list[np.ndarray]], n: int = 101) -> np.ndarray:
     """A τ grid covering 0 (random) to 1 (clean) and every score of `data`."""
-    values = np.concatenate([np.concatenate([np.asarray(t) for t in ts])
-                             for ts in data.values()])
+    values = np.concatenate([t.ravel() for ts in data.values() for t in ts])
     return np.linspace(min(0.0, float(values.min())), max(1.0, float(values.max())), n)
 
 
@@ -140,7 +163,7 @@ def plot_profiles(points: list, path: Path) -> Path | None:
             curve = stats.performance_profile(tasks, grid)
             lo, hi = stats.performance_profile_band(tasks, grid)
             line, = ax.plot(grid, curve,
-                            label=f"{agent} ({sum(map(len, tasks))} runs × tasks)")
+                            label=f"{agent} ({sum(t.size for t in tasks)} runs × tasks)")
             ax.fill_between(grid, lo, hi, alpha=0.2, color=line.get_color())
         ax.set(title=f"{pert}\n(band: 95% stratified-bootstrap CI)",
                xlabel="τ, normalized score (1 = clean, 0 = random policy)",

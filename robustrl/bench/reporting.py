@@ -77,9 +77,11 @@ class CurvePoint:
     """IQM of the runs' normalized scores (1 = clean, 0 = random policy)."""
     normalized_lo: float | None
     normalized_hi: float | None
+    seed_ids: list[int]
     scores: list[float]
-    """Each run's score (mean episode return), in seed order: the raw data of this point."""
+    """Each run's score (mean episode return), in `seed_ids` order: this point's raw data."""
     normalized_scores: list[float]
+    """In `seed_ids` order; empty unless every run could be normalized."""
 
 
 @dataclass
@@ -155,7 +157,7 @@ def analyse(db: str | Path) -> tuple[list[CurvePoint], list[Summary], dict[str, 
             q = iqm_ci(values)
             iqms.append(q[0])
             points.append(CurvePoint(env, agent, pert, s, unit, len(values), *q, rnd, *nq,
-                                     values, norms))
+                                     seeds, values, norms if len(norms) == len(values) else []))
         aucs = [float(np.mean(v)) for v in per_run.values() if len(v) == len(strengths)]
         base_values = list(base.values()) or [math.nan]
         lip = lipschitz.get((env, agent))
@@ -280,13 +282,13 @@ def plot_env(env: str, points: list[CurvePoint], summaries: list[Summary], path:
     return path
 
 
-def report(db: str | Path, out: str | Path | None = None,
-           curves: bool = False) -> dict[str, Any]:
+def report(db: str | Path, out: str | Path | None = None, curves: bool = False,
+           plots: bool = True) -> dict[str, Any]:
     """Write report.md, curves.csv, summary.csv, aggregates.csv, improvements.csv,
     episodes.csv, `<env>.png` and profiles.png into `out` (default: a `report/` folder beside
     the database); with `curves`, learning curves of the runs too (robustrl.bench.curves).
-    `db` may also be an episodes export (`*.csv`, robustrl.bench.from_csv). Returns the paths
-    and the data."""
+    `db` may also be an episodes export (`*.csv`, robustrl.bench.from_csv); `plots=False`
+    writes the tables only. Returns the paths and the data."""
     import tempfile
 
     from robustrl.bench import comparisons
@@ -299,7 +301,8 @@ def report(db: str | Path, out: str | Path | None = None,
 
         raw = db.read_text()
         with tempfile.TemporaryDirectory() as tmp:
-            result = report(database_from_episodes(db, Path(tmp) / "results.sqlite"), out)
+            result = report(database_from_episodes(db, Path(tmp) / "results.sqlite"), out,
+                            plots=plots)
         atomic_write_text(out / "episodes.csv", raw)  # the source rows, byte for byte
         return result
     points, summaries, meta = analyse(db)
@@ -312,13 +315,13 @@ def report(db: str | Path, out: str | Path | None = None,
     atomic_write_text(out / "aggregates.csv", _csv(aggregates))
     atomic_write_text(out / "improvements.csv", _csv(improvements))
     export_csv(db, out / "episodes.csv")
-    plots = [plot_env(env, points, summaries, out / f"{env.replace('/', '-')}.png")
-             for env in sorted({p.env for p in points})]
-    profile = comparisons.plot_profiles(points, out / "profiles.png")
-    plots += [profile] if profile else []
+    pngs = [plot_env(env, points, summaries, out / f"{env.replace('/', '-')}.png")
+            for env in sorted({p.env for p in points})] if plots else []
+    profile = comparisons.plot_profiles(points, out / "profiles.png") if plots else None
+    pngs += [profile] if profile else []
     if curves:
         from robustrl.bench.curves import runs_of_db, write_curves
 
-        plots += write_curves(runs_of_db(db), out)
+        pngs += write_curves(runs_of_db(db), out)
     return {"out": out, "markdown": text, "points": points, "summaries": summaries,
-            "aggregates": aggregates, "improvements": improvements, "plots": plots}
+            "aggregates": aggregates, "improvements": improvements, "plots": pngs}

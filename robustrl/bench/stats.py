@@ -14,6 +14,13 @@ it where it is installed), without its dependencies (`arch`, and a pandas pin):
 
 A *task* is a list of per-run scores (one per training seed); tasks may have different numbers
 of runs. `scores` arguments are sequences of tasks.
+
+Beyond rliable: a task may also be a 2-D array, runs × conditions, when the same runs are
+scored in several conditions (one trained policy under several perturbations or strengths).
+Its rows are resampled together, so the interval keeps the conditions' correlation instead
+of treating them as independent tasks (which would make it too narrow); every (run,
+condition) score counts in the IQM, and probability of improvement compares the runs within
+each condition and averages over all conditions.
 """
 
 from __future__ import annotations
@@ -30,30 +37,42 @@ REPS = 2000
 
 
 def _tasks(scores: Tasks) -> list[np.ndarray]:
-    tasks = [np.asarray(t, dtype=float).ravel() for t in scores]
-    if not tasks or any(t.size == 0 for t in tasks):
-        raise RobustRLError("aggregate of no scores: every task needs at least one run")
+    """Each task as a (runs, conditions) array (a list of run scores: one condition)."""
+    tasks = [np.asarray(t, dtype=float) for t in scores]
+    tasks = [t.reshape(-1, 1) if t.ndim <= 1 else t for t in tasks]
+    if not tasks or any(t.size == 0 or t.ndim != 2 for t in tasks):
+        raise RobustRLError("aggregate of no scores: every task needs at least one run "
+                            "(a list of scores, or runs × conditions)")
     return tasks
 
 
+def _pooled(scores: Tasks) -> np.ndarray:
+    return np.concatenate([t.ravel() for t in _tasks(scores)])
+
+
 def iqm(scores: Tasks) -> float:
-    """Interquartile mean of all runs of all tasks pooled."""
-    x = np.sort(np.concatenate(_tasks(scores)))
+    """Interquartile mean of all scores of all tasks pooled."""
+    x = np.sort(_pooled(scores))
     cut = int(0.25 * x.size)
     return float(x[cut:x.size - cut].mean())
 
 
 def mean(scores: Tasks) -> float:
-    return float(np.concatenate(_tasks(scores)).mean())
+    return float(_pooled(scores).mean())
 
 
 def median(scores: Tasks) -> float:
-    return float(np.median(np.concatenate(_tasks(scores))))
+    return float(np.median(_pooled(scores)))
+
+
+def _rows(t: np.ndarray, rng: np.random.Generator, reps: int) -> np.ndarray:
+    """(reps, runs, conditions): the task's runs (rows) resampled with replacement."""
+    return t[rng.integers(0, t.shape[0], (reps, t.shape[0]))]
 
 
 def _resample(tasks: list[np.ndarray], rng: np.random.Generator, reps: int) -> np.ndarray:
-    """(reps, runs of all tasks): each row resamples every task's runs with replacement."""
-    return np.concatenate([t[rng.integers(0, t.size, (reps, t.size))] for t in tasks], axis=1)
+    """(reps, all scores): each row resamples every task's runs with replacement."""
+    return np.concatenate([_rows(t, rng, reps).reshape(reps, -1) for t in tasks], axis=1)
 
 
 def _iqm_rows(m: np.ndarray) -> np.ndarray:
@@ -85,22 +104,25 @@ def stratified_bootstrap_ci(scores: Tasks, aggregate: Callable[[Tasks], float] =
 
 def _pairs(x: Tasks, y: Tasks) -> tuple[list[np.ndarray], list[np.ndarray]]:
     xs, ys = _tasks(x), _tasks(y)
-    if len(xs) != len(ys):
+    if len(xs) != len(ys) or any(a.shape[1] != b.shape[1] for a, b in zip(xs, ys)):
         raise RobustRLError(f"probability of improvement compares the same tasks; got "
-                            f"{len(xs)} and {len(ys)}")
+                            f"{[a.shape[1] for a in xs]} and {[b.shape[1] for b in ys]} "
+                            "conditions per task")
     return xs, ys
 
 
 def _beats(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """P(a run of a > a run of b), ties 1/2, over the last two axes' pairs."""
-    a, b = a[..., :, None], b[..., None, :]
-    return ((a > b) + 0.5 * (a == b)).mean(axis=(-2, -1))
+    """Per condition, P(a run of a > a run of b), ties 1/2: (..., runs, conditions) arrays
+    give (..., conditions)."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    return ((a > b) + 0.5 * (a == b)).mean(axis=(-3, -2))
 
 
 def probability_of_improvement(x: Tasks, y: Tasks) -> float:
-    """P(X > Y): mean over tasks of P(a run of X scores above a run of Y), ties count 1/2."""
+    """P(X > Y): mean over tasks (and their conditions) of P(a run of X scores above a run of
+    Y), ties count 1/2."""
     xs, ys = _pairs(x, y)
-    return float(np.mean([_beats(a, b) for a, b in zip(xs, ys)]))
+    return float(np.concatenate([_beats(a, b) for a, b in zip(xs, ys)]).mean())
 
 
 def probability_of_improvement_ci(x: Tasks, y: Tasks, reps: int = REPS, level: float = 0.95,
@@ -109,14 +131,13 @@ def probability_of_improvement_ci(x: Tasks, y: Tasks, reps: int = REPS, level: f
     within each task."""
     xs, ys = _pairs(x, y)
     rng = np.random.default_rng(seed)
-    per_task = [_beats(_resample([a], rng, reps), _resample([b], rng, reps))
-                for a, b in zip(xs, ys)]
-    return _interval(np.mean(per_task, axis=0), level)
+    per_task = [_beats(_rows(a, rng, reps), _rows(b, rng, reps)) for a, b in zip(xs, ys)]
+    return _interval(np.concatenate(per_task, axis=1).mean(axis=1), level)
 
 
 def performance_profile(scores: Tasks, taus: Sequence[float]) -> np.ndarray:
-    """Fraction of all runs (run × task) with a score above each τ."""
-    x = np.concatenate(_tasks(scores))
+    """Fraction of all scores (run × task) above each τ."""
+    x = _pooled(scores)
     return (x[None, :] > np.asarray(taus, dtype=float)[:, None]).mean(axis=1)
 
 

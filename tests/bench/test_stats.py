@@ -51,6 +51,24 @@ def test_dominating_method_has_probability_one():
     assert stats.probability_of_improvement(b, a) == 0.0
 
 
+def test_runs_scored_in_several_conditions_are_resampled_together():
+    # 4 runs, each scored in 3 conditions; a run's scores move together (one policy)
+    rng = np.random.default_rng(4)
+    runs = rng.normal(0, 1, size=(4, 1)) + rng.normal(0, 0.05, size=(4, 3))
+    joint = stats.stratified_bootstrap_ci([runs])
+    independent = stats.stratified_bootstrap_ci(list(runs.T))  # as 3 unrelated tasks
+    assert stats.iqm([runs]) == stats.iqm(list(runs.T))  # the same scores pooled
+    assert joint[1] - joint[0] > 1.2 * (independent[1] - independent[0])
+    # P(X > Y) of runs × conditions = the mean over conditions of each condition's P
+    other = rng.normal(0, 1, size=(3, 3))
+    assert stats.probability_of_improvement([runs], [other]) == pytest.approx(np.mean(
+        [stats.probability_of_improvement([runs[:, j]], [other[:, j]]) for j in range(3)]))
+    lo, hi = stats.probability_of_improvement_ci([runs], [other])
+    assert 0 <= lo <= stats.probability_of_improvement([runs], [other]) <= hi <= 1
+    with pytest.raises(RobustRLError, match="conditions per task"):
+        stats.probability_of_improvement([runs], [other[:, :2]])
+
+
 def test_performance_profile():
     scores = [[0.1, 0.5], [0.9]]
     assert stats.performance_profile(scores, [0.0, 0.5, 1.0]).tolist() == [1.0, 1 / 3, 0.0]

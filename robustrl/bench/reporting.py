@@ -21,7 +21,7 @@ import csv
 import io
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -233,14 +233,14 @@ def markdown(points: list[CurvePoint], summaries: list[Summary], meta: dict[str,
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: list[Any]) -> str:
+def _csv(rows: list[Any], cls: type) -> str:
+    """Rows of dataclass `cls` as CSV (a header even without rows); lists joined by ";"."""
     buffer = io.StringIO()
-    dicts = [{k: ";".join(f"{x:.6g}" for x in v) if isinstance(v, list) else v
-              for k, v in asdict(r).items()} for r in rows]
-    if dicts:
-        writer = csv.DictWriter(buffer, fieldnames=list(dicts[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(dicts)
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(cls)],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ";".join(map(str, v)) if isinstance(v, list) else v
+                      for k, v in asdict(r).items()} for r in rows)
     return buffer.getvalue()
 
 
@@ -310,10 +310,10 @@ def report(db: str | Path, out: str | Path | None = None, curves: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(points, summaries, meta, aggregates, improvements)
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "curves.csv", _csv(points))
-    atomic_write_text(out / "summary.csv", _csv(summaries))
-    atomic_write_text(out / "aggregates.csv", _csv(aggregates))
-    atomic_write_text(out / "improvements.csv", _csv(improvements))
+    atomic_write_text(out / "curves.csv", _csv(points, CurvePoint))
+    atomic_write_text(out / "summary.csv", _csv(summaries, Summary))
+    atomic_write_text(out / "aggregates.csv", _csv(aggregates, comparisons.Aggregate))
+    atomic_write_text(out / "improvements.csv", _csv(improvements, comparisons.Improvement))
     export_csv(db, out / "episodes.csv")
     pngs = [plot_env(env, points, summaries, out / f"{env.replace('/', '-')}.png")
             for env in sorted({p.env for p in points})] if plots else []

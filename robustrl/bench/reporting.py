@@ -150,14 +150,15 @@ def analyse(db: str | Path) -> tuple[list[CurvePoint], list[Summary], dict[str, 
             rnd = random.get((env, pert, s))
             norms = [n for k in seeds if k in base and rnd is not None
                      and (n := stats.normalized(scores[k], base[k], rnd)) is not None]
-            if len(norms) == len(values):
-                for k, n in zip(seeds, norms):
-                    per_run[k].append(n)
+            if len(norms) != len(values):  # a run without its clean cell: none normalized
+                norms = []
+            for k, n in zip(seeds, norms):
+                per_run[k].append(n)
             nq = iqm_ci(norms) if norms else (None, None, None)
             q = iqm_ci(values)
             iqms.append(q[0])
             points.append(CurvePoint(env, agent, pert, s, unit, len(values), *q, rnd, *nq,
-                                     seeds, values, norms if len(norms) == len(values) else []))
+                                     seeds, values, norms))
         aucs = [float(np.mean(v)) for v in per_run.values() if len(v) == len(strengths)]
         base_values = list(base.values()) or [math.nan]
         lip = lipschitz.get((env, agent))

@@ -88,6 +88,8 @@ def aggregates(points: list) -> list[Aggregate]:
         perts = sorted({k[1] for k in tasks})
         for pert in [*perts, ALL] if len(perts) > 1 else perts:
             chosen = strata(tasks, [k for k in sorted(tasks) if pert in (ALL, k[1])])
+            if not chosen:  # no seed scored in every task of any env
+                continue
             rows.append(Aggregate(agent, pert, sum(s.shape[1] for s in chosen),
                                   sum(s.size for s in chosen), stats.iqm(chosen),
                                   *stats.stratified_bootstrap_ci(chosen)))

@@ -88,6 +88,8 @@ def test_sign_aware_normalization_on_negative_returns():
 
 
 def test_against_rliable():
+    # Checked 2026-12-03 with rliable 1.2.0 + arch 7.2.0 + pandas 2.3.3 (arch 8 rejects the
+    # random_state=None rliable passes; pandas 3 breaks arch's import).
     rliable = pytest.importorskip("rliable.library")
     from rliable import metrics
 

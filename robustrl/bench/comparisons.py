@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
+from textwrap import fill
 
 import numpy as np
 
@@ -167,7 +168,7 @@ def plot_profiles(points: list, path: Path) -> Path | None:
             line, = ax.plot(grid, curve,
                             label=f"{agent} ({sum(t.size for t in tasks)} runs × tasks)")
             ax.fill_between(grid, lo, hi, alpha=0.2, color=line.get_color())
-        ax.set(title=f"{pert}\n(band: 95% stratified-bootstrap CI)",
+        ax.set(title=f"{fill(pert, 40)}\n(band: 95% stratified-bootstrap CI)",
                xlabel="τ, normalized score (1 = clean, 0 = random policy)",
                ylabel="fraction of runs with score > τ")
         ax.grid(alpha=0.3)

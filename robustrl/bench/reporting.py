@@ -23,6 +23,7 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from textwrap import fill
 from typing import Any
 
 import numpy as np
@@ -270,7 +271,7 @@ def plot_env(env: str, points: list[CurvePoint], summaries: list[Summary], path:
         rnd = sorted({(p.strength, p.random) for p in panel if p.random is not None})
         if rnd:
             ax.plot(*zip(*rnd), "k--x", lw=1, label="random policy (mean)")
-        ax.set(title=f"{pert}\n(IQM; band: 95% stratified-bootstrap CI)",
+        ax.set(title=f"{fill(pert, 40)}\n(IQM; band: 95% stratified-bootstrap CI)",
                xlabel=f"strength ({panel[0].unit})", ylabel="return (raw units)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -43,6 +43,8 @@ from robustrl.core.errors import RobustRLError
 
 CLEAN = "none"
 """The `perturbation` / `spec` of a clean (unperturbed) evaluation cell."""
+RANDOM = "random"
+"""The label of the random pseudo-agent's rows (`random_baseline`)."""
 
 
 @dataclass
@@ -95,6 +97,10 @@ class SuiteConfig:
     """Radius (normalized units, l-inf) of the empirical local Lipschitz estimate."""
     lipschitz_obs: int = 256
     """At most this many clean-rollout observations feed the Lipschitz estimate."""
+    random_baseline: bool = False
+    """Also evaluate a uniformly random policy on every env × cell × seed (rows labelled
+    "random"): the reference of sign-aware normalized scores in `bench report`. Turning it on
+    for a finished suite runs only the random cells."""
     out: str | None = None
     """Folder for run directories and the default database, relative to the working
     directory (default runs/bench/<name>)."""
@@ -220,6 +226,7 @@ def suite_hash(suite: SuiteConfig) -> str:
     """Hash of everything that determines a suite's results (`out` is only a location)."""
     data = to_dict(suite)
     data.pop("out", None)
+    data.pop("random_baseline", None)  # adds cells of their own, changes no other row
     for entry in data["train"]:  # unset: the hash suites had before the key existed
         if not entry["score_agents"]:
             del entry["score_agents"]
@@ -286,6 +293,11 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
             raise RobustRLError(f"suite {suite.name}: perturbation '{entry.spec}' applies to no "
                                 f"env (envs = {list(entry.envs)} matches none of "
                                 f"{sorted(set(all_envs))}); fix the glob or drop the entry")
+    if any(j.label == RANDOM for j in jobs):
+        raise RobustRLError(f"suite {suite.name}: the label '{RANDOM}' is reserved for the "
+                            "random baseline; rename that [[train]] entry")
+    if suite.random_baseline:
+        jobs += random_jobs(jobs)
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -339,6 +351,25 @@ def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, see
                run_dir=str(out / "runs" / name), cells=cells, episodes=suite.episodes,
                eval_seed=suite.eval_seed, lipschitz_eps=suite.lipschitz_eps,
                lipschitz_obs=suite.lipschitz_obs, score_agents=list(score_agents))
+
+
+def random_jobs(jobs: list[Job]) -> list[Job]:
+    """One job per env (settings, scored agents) × seed evaluating a uniformly random policy on
+    the same cells as the learners; the worker acts randomly instead of training, and its
+    rows are stored like a learner's under the label "random"."""
+    import dataclasses
+
+    out: dict[str, Job] = {}
+    for job in jobs:
+        run_id = digest([RANDOM, job.env, job.run.env, job.score_agents, job.seed])
+        if run_id in out:
+            continue
+        evaluation = [run_id, job.episodes, job.eval_seed, job.score_agents]
+        cells = [dataclasses.replace(c, id=digest([*evaluation, c.spec])) for c in job.cells]
+        name = f"{RANDOM}_{job.env.replace('/', '-')}_seed{job.seed}_{run_id[:8]}"
+        out[run_id] = dataclasses.replace(job, run_id=run_id, label=RANDOM, cells=cells,
+                                          run_dir=str(Path(job.run_dir).parent / name))
+    return list(out.values())
 
 
 def check_score_agents(score_agents: list[str], agents: list[str], env_id: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from robustrl.bench.suite import CLEAN, Job, check_score_agents
+from robustrl.bench.suite import CLEAN, RANDOM, Job, check_score_agents
 
 
 def init_worker() -> None:
@@ -143,6 +143,36 @@ def trained_agent(job: Job):
     return agent
 
 
+class RandomPolicy:
+    """The random pseudo-agent: an untrained learner of the job's kind (so every env and
+    perturbation is built as for the learner) whose actions are drawn uniformly from its
+    action space, seeded by the job's seed."""
+
+    def __init__(self, job: Job):
+        import copy
+
+        from robustrl.agents import agent_class
+        from robustrl.reward import HeronConfig, RewardConfig
+        from robustrl.train.pipeline import training_envs
+
+        cfg = job.run
+        cls = agent_class(cfg.run.agent)
+        envs, _ = training_envs(cls, cfg.run.env, cfg.env, cfg.agent, RewardConfig(),
+                                HeronConfig(), cfg.run.seed)
+        self.agent = cls(envs, cfg.agent, seed=cfg.run.seed, env_kwargs=cfg.env)
+        self.agent.close()
+        self.space = copy.deepcopy(self.agent.action_space)
+        self.space.seed(job.seed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+    def act(self, obs: Any, deterministic: bool = True) -> Any:
+        if isinstance(obs, dict):  # multi-agent: one action per acting agent
+            return {a: self.space.sample() for a in obs}
+        return self.space.sample()
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Train/reuse the run, evaluate every cell, estimate the policy's Lipschitz constant."""
     with _one_thread():
@@ -154,7 +184,7 @@ def _run_job(job: Job) -> dict[str, Any]:
     from robustrl.train import eval_env, evaluate
 
     start = time.perf_counter()
-    agent = trained_agent(job)
+    agent = RandomPolicy(job) if job.label == RANDOM else trained_agent(job)
     train_seconds = time.perf_counter() - start
     cells, observations = [], None
     for cell in job.cells:
@@ -173,11 +203,11 @@ def _run_job(job: Job) -> dict[str, Any]:
                       "returns": returns,
                       "lengths": [int(x) for x in result["lengths"]],
                       "seconds": time.perf_counter() - t0})
-    if observations is None:  # clean cell stored earlier: one clean episode for the inputs
+    if observations is None and job.label != RANDOM:  # clean cell stored earlier: one episode
         recorder = _ObsRecorder(eval_env(agent))
         evaluate(agent, 1, seed=job.eval_seed, env=recorder)
         observations = recorder.observations
-    lipschitz = _lipschitz(agent, observations, job)
+    lipschitz = None if job.label == RANDOM else _lipschitz(agent, observations, job)
     return {"run": job.run_id, "agent": job.label, "env": job.env, "seed": job.seed,
             "run_dir": job.run_dir, "steps": int(agent.num_steps), "lipschitz": lipschitz,
             "lipschitz_eps": job.lipschitz_eps, "train_seconds": train_seconds,

@@ -11,7 +11,8 @@ from robustrl.core.io import check_writable_dir
 
 USAGE = ("robustrl bench SUITE.toml [--backend local|ray] [--workers N] [--db PATH] "
          "[--out DIR] [--address auto]\n"
-         "       robustrl bench report DB [--out DIR]\n"
+         "       robustrl bench report DB [--out DIR] [--curves]\n"
+         "       robustrl bench curves RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME]\n"
          "       robustrl bench export DB [--out FILE.csv] [--table episodes|cells|runs]")
 
 
@@ -21,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Run a perturbation benchmark suite (agents × envs × perturbations × strengths × "
         "seeds) into a SQLite results database; rerunning the same command after an "
         "interruption finishes only the missing cells. `report DB` writes a Markdown/CSV "
-        "table and a robustness-curve PNG per environment; `export DB` writes CSV.")
+        "table (IQM with stratified-bootstrap CIs, P(A > B), performance profiles) and a "
+        "robustness-curve PNG per environment; `curves RUN_DIR...` draws learning curves "
+        "across seeds; `export DB` writes CSV.")
     parser.add_argument("target", nargs="+", metavar="SUITE.toml | report DB | export DB",
                         help="a suite file (e.g. experiments/robustness/tiny.toml), or "
                         "`report DB` / `export DB`")
@@ -37,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "export: CSV file")
     parser.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start "
                         "Ray locally)")
+    parser.add_argument("--curves", action="store_true",
+                        help="report: also draw the runs' learning curves")
+    parser.add_argument("--metric", help="curves: metrics.csv column to draw (default: "
+                        "episode_return, else eval_return)")
     parser.add_argument("--table", default="episodes", choices=["episodes", "cells", "runs"],
                         help="export: which table")
 
@@ -44,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     target = list(args.target)
     action = target[0]
+    if action == "curves":
+        from robustrl.bench.curves import runs_of_dirs, write_curves
+
+        if len(target) < 2:
+            raise RobustRLError("usage: robustrl bench curves RUN_DIR [RUN_DIR ...]")
+        for plot in write_curves(runs_of_dirs(target[1:]), args.out or "curves", args.metric):
+            print(f"plot:   {plot}")
+        return 0
     if action in ("report", "export"):
         if len(target) != 2:
             raise RobustRLError(f"usage: robustrl bench {action} DB")
@@ -52,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable_dir(args.out or Path(db).parent / "report", "report directory")
             from robustrl.bench.reporting import report
 
-            result = report(db, args.out)
+            result = report(db, args.out, curves=args.curves)
             print(result["markdown"])
             print(f"report: {result['out'] / 'report.md'}")
             for plot in result["plots"]:

@@ -51,7 +51,7 @@ class RunConfig:
     tensorboard: bool = True
     imports: tuple[str, ...] = ()
     """Modules imported before the env is made (they register the user's own envs)."""
-    eval_every: int = 0
+    eval_every: int = field(default=0, metadata={"range": ">= 0"})
     """Env steps between evaluations on a separate env (0: none); the best agent goes to
     best.pt, the scores to metrics.csv as eval/return_mean (robustrl.train.eval_during)."""
     eval_episodes: int = 5

@@ -20,6 +20,7 @@ from textwrap import fill
 import numpy as np
 
 from robustrl.bench import stats
+from robustrl.core.io import atomic_save_figure
 
 ALL = "all"
 """The perturbation / strength of a row pooled over every perturbation or strength."""
@@ -174,8 +175,4 @@ def plot_profiles(points: list, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_save_figure(fig, path)

@@ -22,7 +22,7 @@ from robustrl.bench import stats
 from robustrl.bench.store import connect, read_table
 from robustrl.bench.suite import RANDOM
 from robustrl.core.errors import RobustRLError
-from robustrl.core.io import atomic_write_text
+from robustrl.core.io import atomic_save_figure, atomic_write_text
 
 METRICS = ("episode_return", "eval_return")
 """The metric drawn when none is named: the first of these a run logs."""
@@ -150,8 +150,4 @@ def _plot(curves: list[Curve], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_save_figure(fig, path)

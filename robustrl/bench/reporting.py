@@ -32,7 +32,7 @@ from robustrl.bench import stats
 from robustrl.bench.store import connect, read_table
 from robustrl.bench.suite import CLEAN, RANDOM
 from robustrl.core.errors import RobustRLError
-from robustrl.core.io import atomic_write_text
+from robustrl.core.io import atomic_save_figure, atomic_write_text
 
 CI = "[lo, hi] = 95% stratified-bootstrap CI"
 
@@ -291,11 +291,7 @@ def plot_env(env: str, points: list[CurvePoint], summaries: list[Summary], path:
         ax.legend(fontsize=7)
     fig.suptitle(env)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return atomic_save_figure(fig, path)
 
 
 def report(db: str | Path, out: str | Path | None = None, curves: bool = False,

@@ -9,7 +9,7 @@ import numpy as np
 
 from robustrl.cli.table import table
 from robustrl.core.errors import RobustRLError
-from robustrl.core.io import atomic_write_text
+from robustrl.core.io import atomic_save_figure, atomic_write_text
 from robustrl.core.logging import read_metrics
 
 AGENT = "ppo"
@@ -97,9 +97,4 @@ def write_plot(out: Path, results: list[dict], random_returns: list[float]) -> P
     right.set_xticks(range(len(results)), labels, rotation=20, ha="right")
     right.set(ylabel="evaluation return", title="Clean vs perturbed evaluation")
     fig.tight_layout()
-    path = out / "quickstart.png"
-    tmp = out / ".quickstart.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    plt.close(fig)
-    return path
+    return atomic_save_figure(fig, out / "quickstart.png", dpi=110)

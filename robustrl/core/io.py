@@ -78,6 +78,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def atomic_save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a matplotlib figure (PNG) atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
 def check_writable_dir(directory: str | os.PathLike, what: str = "output directory") -> None:
     """Refuse, in one line and before any work, a directory that cannot be created or written
     (a read-only folder, a path through or onto a regular file)."""

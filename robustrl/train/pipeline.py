@@ -55,10 +55,11 @@ def training_envs(agent_cls: type[Agent], env_id: str, env_kwargs: dict[str, Any
 
 
 def eval_env(agent: Agent, perturb: Sequence[str] = (), *, seed: int | None = None,
-             adversary: AdversaryFn | None = None) -> Any:
+             adversary: AdversaryFn | None = None, surrogate: Any = None) -> Any:
     """A fresh env to evaluate `agent` on: its env without the run's reward wrapper (scores
     are env returns), under the perturbation specs `perturb` (seeded by `seed`; `adversary`
-    plays `policy=adversary` / `source=adversary` specs).
+    plays `policy=adversary` / `source=adversary` specs; obs-transfer specs take their
+    gradients from `surrogate`, an agent, else from their `surrogate=RUN_DIR`).
 
     A dynamics perturbation changes the simulation itself, so the env must run in this process;
     the agent's own envs are closed first, since a simulator that allows one instance per
@@ -71,8 +72,11 @@ def eval_env(agent: Agent, perturb: Sequence[str] = (), *, seed: int | None = No
     if not specs:
         return env
     try:
+        from robustrl.train.transfer import surrogate_policy
+
         return apply(env, specs, policy_fn=agent.attack_policy, obs_scale=agent.obs_scale,
-                     adversary=adversary, seed=seed)
+                     adversary=adversary, seed=seed,
+                     surrogate_fn=surrogate_policy(specs, surrogate))
     except BaseException:
         env.close()
         raise

@@ -268,16 +268,16 @@ def test_obs_pgd_stays_in_ball_and_hurts_more_than_noise():
     assert np.mean(gap_pgd) > 2 * np.mean(gap_noise)
     assert info["perturbation"]["obs-pgd"] == {
         "strength": eps, "active": True, "start": 0, "prob": 1.0, "eps": eps, "steps": 5,
-        "norm": "linf", "normalized": True}
+        "restarts": 2, "norm": "linf", "objective": "auto", "normalized": True}
 
 
-def test_obs_pgd_discrete_uses_kl_and_runs():
+def test_obs_pgd_discrete_attacks_the_chosen_action_and_runs():
     policy = torch.nn.Linear(4, 2)
     env = apply(gym.make("CartPole-v1"), "obs-pgd:0.05,norm=l2", policy_fn=policy)
     env.reset(seed=0)
     obs, *_ = env.step(0)
     assert env.observation_space.contains(obs)
-    assert env.perturbation.distances[None] == "kl"
+    assert env.perturbation.distances[None] == "nll"
 
 
 def _model(env):

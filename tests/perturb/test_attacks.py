@@ -186,6 +186,14 @@ def test_bench_transfer_cells_use_the_surrogate_run(tmp_path):
 
     # the baseline attacked through itself: the transfer cell is its white-box cell
     assert ret("base", "obs-transfer") == ret("base", "obs-pgd")
+    # outside the bench, surrogate=RUN_DIR loads that run (here: the evaluated run itself)
+    from robustrl.train import evaluate_run
+
+    base_dir = by_label["base"].run_dir
+    white = evaluate_run(base_dir, 2, ["obs-pgd:0.5,steps=4"], seed=3)
+    transfer = evaluate_run(base_dir, 2, [f"obs-transfer:0.5,steps=4,surrogate={base_dir}"],
+                            seed=3)
+    assert transfer["returns"] == white["returns"]
     bad = tmp_path / "bad.toml"
     bad.write_text(SUITE.replace("surrogate=base", "surrogate=nope"))
     with pytest.raises(RobustRLError, match="surrogate=nope names no \\[\\[train\\]\\] label"):

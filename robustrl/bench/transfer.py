@@ -22,8 +22,9 @@ from robustrl.perturb import parse
 
 
 def _label(spec: str) -> str | None:
+    """The surrogate of an obs-transfer spec ("" when it names none), None for other kinds."""
     parsed = parse(spec)
-    return parsed.get("surrogate") if parsed.kind == "obs-transfer" else None
+    return parsed.get("surrogate") or "" if parsed.kind == "obs-transfer" else None
 
 
 def link_surrogates(jobs: list[Any], suite_name: str) -> None:
@@ -33,13 +34,19 @@ def link_surrogates(jobs: list[Any], suite_name: str) -> None:
         for i, cell in enumerate(job.cells):
             if cell.spec == "none" or (label := _label(cell.spec)) is None:
                 continue
+            if not label:
+                raise RobustRLError(f"suite {suite_name}: {cell.spec}: name the surrogate, "
+                                    "surrogate=LABEL (a [[train]] label of this suite, e.g. the "
+                                    "plain baseline) or surrogate=RUN_DIR")
             other = by_key.get((label, job.env, job.seed))
+            if other is None and (Path(label) / "agent.pt").is_file():
+                continue  # a finished run directory: eval_env loads it
             if other is None:
                 labels = sorted({j.label for j in jobs if j.env == job.env})
                 raise RobustRLError(
                     f"suite {suite_name}: {cell.spec}: surrogate={label} names no [[train]] "
-                    f"label trained on {job.env} with seed {job.seed}; labels there: "
-                    f"{', '.join(labels)}")
+                    f"label trained on {job.env} with seed {job.seed} (labels there: "
+                    f"{', '.join(labels)}) and no finished run directory")
             job.surrogates[label] = dataclasses.replace(other, cells=[], surrogates={})
             cell_id = hashlib.sha256(f"{cell.id}:{other.run_id}".encode()).hexdigest()[:16]
             job.cells[i] = dataclasses.replace(cell, id=cell_id)
@@ -61,11 +68,10 @@ def run_lock(run_dir: str) -> Iterator[None]:
 
 
 def surrogate_agent(job: Any, spec: str, trained_agent: Callable[[Any], Any]) -> Any:
-    """The trained surrogate agent of an obs-transfer cell, else None; `trained_agent` is the
-    worker's (reuse, resume or train a job's run)."""
-    label = _label(spec)
-    if label is None:
+    """The trained surrogate agent of an obs-transfer cell naming a train label, else None;
+    `trained_agent` is the worker's (reuse, resume or train a job's run)."""
+    other = job.surrogates.get(_label(spec))
+    if other is None:  # not a transfer attack, or a run directory eval_env loads
         return None
-    other = job.surrogates[label]
     with run_lock(other.run_dir):
         return trained_agent(other)

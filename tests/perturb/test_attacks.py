@@ -198,6 +198,11 @@ def test_bench_transfer_cells_use_the_surrogate_run(tmp_path):
     bad.write_text(SUITE.replace("surrogate=base", "surrogate=nope"))
     with pytest.raises(RobustRLError, match="surrogate=nope names no \\[\\[train\\]\\] label"):
         plan_suite(load_suite(bad), tmp_path / "out2")
+    bad.write_text(SUITE.replace(",surrogate=base", ""))
+    with pytest.raises(RobustRLError, match="name the surrogate, surrogate=LABEL"):
+        plan_suite(load_suite(bad), tmp_path / "out2")
+    bad.write_text(SUITE.replace("surrogate=base", f"surrogate={base_dir}"))  # a run directory
+    assert not plan_suite(load_suite(bad), tmp_path / "out2").jobs[1].surrogates
 
 
 def test_surrogate_run_dir_must_exist(tmp_path):

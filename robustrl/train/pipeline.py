@@ -65,18 +65,18 @@ def eval_env(agent: Agent, perturb: Sequence[str] = (), *, seed: int | None = No
     the agent's own envs are closed first, since a simulator that allows one instance per
     process (libsumo) may be held by them (`learn` makes new ones).
     """
+    from robustrl.train.transfer import surrogate_policy
+
     specs = [parse(s) for s in perturb]
     if any(s.kind.startswith("dyn-") for s in specs):
         agent.close()
+    surrogate_fn = surrogate_policy(specs, surrogate)  # loaded (and closed) before the env
     env = make(agent.env_id, **agent.env_kwargs) if agent.env_id else agent.env_fn()
     if not specs:
         return env
     try:
-        from robustrl.train.transfer import surrogate_policy
-
         return apply(env, specs, policy_fn=agent.attack_policy, obs_scale=agent.obs_scale,
-                     adversary=adversary, seed=seed,
-                     surrogate_fn=surrogate_policy(specs, surrogate))
+                     adversary=adversary, seed=seed, surrogate_fn=surrogate_fn)
     except BaseException:
         env.close()
         raise

@@ -110,8 +110,10 @@ class ObsPGD(_BoxObservation):
                 f"{self.spec.kind}: objective=kl needs Discrete actions (categorical logits); "
                 f"{self.view.name}{'' if agent is None else f' ({agent})'} acts in "
                 f"{type(space).__name__}: use objective=action or l2")
-        if chosen in ("auto", "action"):
+        if chosen == "action":
             return "nll" if discrete else "l2"
+        if chosen == "auto":  # flipping every greedy action it can hurt returns less (README)
+            return "kl" if discrete else "l2"
         return chosen
 
     def params(self) -> dict[str, Any]:

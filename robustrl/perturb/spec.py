@@ -68,9 +68,11 @@ _PGD = {
     "restarts": Option(int, 2, "random starts R; per observation the worst one is kept"),
     "norm": Option(("linf", "l2"), "linf", "ball norm"),
     "objective": Option(("auto", "action", "kl", "l2"), "auto",
-                        "what the attack maximizes; auto/action: -log pi(clean greedy action) "
-                        "for Discrete actions, squared L2 of the mean action otherwise; kl: "
-                        "KL(clean || perturbed) (Discrete only); l2: squared L2 of the output"),
+                        "what the attack maximizes; action: -log pi(clean greedy action) for "
+                        "Discrete actions, squared L2 of the mean action for Box; kl: "
+                        "KL(clean || perturbed) (Discrete only); l2: squared L2 of the output; "
+                        "auto: kl for Discrete (the stronger on returns where measured), l2 for "
+                        "Box"),
     "step_size": Option(float, None, "ascent step alpha (default 2.5 * eps / steps)"),
     "agents": _AGENTS,
 }

@@ -80,10 +80,13 @@ def test_objective_follows_the_action_space():
     box = apply(gym.make("Pendulum-v1"), "obs-pgd:0.1", policy_fn=torch.nn.Linear(3, 1))
     assert box.perturbation.distances[None] == "l2"
     cart = apply(gym.make("CartPole-v1"), "obs-pgd:0.1", policy_fn=torch.nn.Linear(4, 2))
-    assert cart.perturbation.distances[None] == "nll"
-    kl = apply(gym.make("CartPole-v1"), "obs-pgd:0.1,objective=kl",
-               policy_fn=torch.nn.Linear(4, 2))
-    assert kl.perturbation.distances[None] == "kl"
+    assert cart.perturbation.distances[None] == "kl"
+    action = apply(gym.make("CartPole-v1"), "obs-pgd:0.1,objective=action",
+                   policy_fn=torch.nn.Linear(4, 2))
+    assert action.perturbation.distances[None] == "nll"
+    box = apply(gym.make("Pendulum-v1"), "obs-pgd:0.1,objective=action",
+                policy_fn=torch.nn.Linear(3, 1))
+    assert box.perturbation.distances[None] == "l2"
     with pytest.raises(RobustRLError, match="objective=kl needs Discrete actions"):
         apply(gym.make("Pendulum-v1"), "obs-pgd:0.1,objective=kl",
               policy_fn=torch.nn.Linear(3, 1))

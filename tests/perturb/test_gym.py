@@ -271,13 +271,13 @@ def test_obs_pgd_stays_in_ball_and_hurts_more_than_noise():
         "restarts": 2, "norm": "linf", "objective": "auto", "normalized": True}
 
 
-def test_obs_pgd_discrete_attacks_the_chosen_action_and_runs():
+def test_obs_pgd_discrete_uses_kl_and_runs():
     policy = torch.nn.Linear(4, 2)
     env = apply(gym.make("CartPole-v1"), "obs-pgd:0.05,norm=l2", policy_fn=policy)
     env.reset(seed=0)
     obs, *_ = env.step(0)
     assert env.observation_space.contains(obs)
-    assert env.perturbation.distances[None] == "nll"
+    assert env.perturbation.distances[None] == "kl"
 
 
 def _model(env):

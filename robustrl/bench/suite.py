@@ -138,6 +138,8 @@ class Job:
     lipschitz_obs: int
     score_agents: list[str] = field(default_factory=list)
     """`TrainEntry.score_agents` (empty: every agent)."""
+    surrogates: dict[str, Any] = field(default_factory=dict)
+    """obs-transfer: surrogate label -> that run's Job (robustrl.bench.transfer)."""
 
 
 @dataclass
@@ -308,6 +310,9 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
         raise RobustRLError(f"suite {suite.name}: {label} on {env_id} is trained with two "
                             "different settings under one name; give the [[train]] entries "
                             "distinct `label`s")
+    from robustrl.bench.transfer import link_surrogates
+
+    link_surrogates(jobs, suite.name)
     return Plan(suite=suite, suite_hash=suite_hash(suite), out=out, jobs=jobs)
 
 
@@ -405,7 +410,8 @@ def _check_env(where: str, agent: str, env_id: str, env_kwargs: dict[str, Any],
         for _, pairs in applicable:
             for spec, _ in pairs:
                 adversary = _dummy_adversary if trained_adversary(spec) else None
-                apply(env, [spec], policy_fn=_dummy_policy, adversary=adversary, seed=0)
+                apply(env, [spec], policy_fn=_dummy_policy, adversary=adversary, seed=0,
+                      surrogate_fn=_dummy_policy)
                 if adversary is not None:  # the worker trains one adversary: k must be 1
                     spec_target(spec, [str(a) for a in env.possible_agents])
     except RobustRLError as e:

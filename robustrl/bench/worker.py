@@ -181,10 +181,12 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def _run_job(job: Job) -> dict[str, Any]:
     from robustrl.bench.adversary import cell_adversary
+    from robustrl.bench.transfer import run_lock, surrogate_agent
     from robustrl.train import eval_env, evaluate
 
     start = time.perf_counter()
-    agent = RandomPolicy(job) if job.label == RANDOM else trained_agent(job)
+    with run_lock(job.run_dir):  # another job may be training it as its surrogate
+        agent = RandomPolicy(job) if job.label == RANDOM else trained_agent(job)
     train_seconds = time.perf_counter() - start
     cells, observations = [], None
     for cell in job.cells:
@@ -193,7 +195,8 @@ def _run_job(job: Job) -> dict[str, Any]:
         if cell.spec == CLEAN:
             env = recorder = _ObsRecorder(eval_env(agent))
         else:
-            env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary)
+            env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary,
+                           surrogate=surrogate_agent(job, cell.spec, trained_agent))
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
         returns = _score(result, job)
         if cell.spec == CLEAN:

@@ -109,6 +109,10 @@ class TrafficConfig:
     """SUMO network (.net.xml): a path, or a path relative to sumo-rl's bundled `nets/`."""
     route_file: str = ""
     """Demand (.rou.xml), resolved like net_file; swap it to change inflows."""
+    demand_vph: float | None = None
+    """Generated demand instead of route_file: this many vehicles per hour on every approach
+    (edge entering from a dead end), split evenly over the non-U-turn exits, arrivals drawn
+    by SUMO from its seed (robustrl.envs.traffic_demand); 700 is ERNIE's saturated setting."""
     single_agent: bool | None = None
     """None: Gymnasium env for one light, ParallelEnv for several. True: Gymnasium env (several
     lights: one central controller). False: ParallelEnv (one agent per light)."""
@@ -167,6 +171,11 @@ class TrafficConfig:
                                 f"valid: {', '.join(names)}")
         config = cls(**kwargs)
         config.validate()
+        if config.demand_vph is not None:
+            from robustrl.envs.traffic_demand import demand_route_file
+
+            config.route_file = demand_route_file(resolve_file(config.net_file, "network file"),
+                                                  float(config.demand_vph))
         return config
 
     def validate(self) -> None:
@@ -186,6 +195,11 @@ class TrafficConfig:
         need(self.sumo_seed == "random" or (isinstance(self.sumo_seed, int)
                                             and not isinstance(self.sumo_seed, bool)),
              f"sumo_seed must be an integer or 'random', got {self.sumo_seed!r}")
+        need(self.demand_vph is None or (isinstance(self.demand_vph, (int, float))
+                                         and not isinstance(self.demand_vph, bool)
+                                         and self.demand_vph > 0),
+             f"demand_vph must be a number > 0 (vehicles per hour per approach) or None, got "
+             f"{self.demand_vph!r}")
         need(self.render_mode is None, "render_mode must be None (libsumo runs without a GUI)")
         need(isinstance(self.hard_brake_decel, (int, float)) and self.hard_brake_decel > 0,
              f"hard_brake_decel must be a number > 0 (m/s^2), got {self.hard_brake_decel!r}")

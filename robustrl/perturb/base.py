@@ -32,6 +32,8 @@ class Context:
     policy_fn: Callable | Mapping[Agent, Callable] | None = None
     obs_scale: Any = None
     adversary: AdversaryFn | None = None
+    surrogate_fn: Callable | Mapping[Agent, Callable] | None = None
+    """obs-transfer: the surrogate policy the attack's gradients come from."""
 
 
 @dataclass

@@ -82,28 +82,45 @@ class ObsNoise(_BoxObservation):
 class ObsPGD(_BoxObservation):
     """obs-pgd: the observation the policy would be most wrong about within the eps-ball.
 
-    Agents sharing one `policy_fn` and one observation shape are attacked as a single batch.
+    K steps from R random starts; per observation the iterate with the highest attack
+    objective is kept. Agents sharing one attacked function and one observation shape are
+    attacked as a single batch. `_attacked` is the function the gradients come from: the
+    evaluated policy here, a surrogate in obs-transfer.
     """
 
     def bind(self, view: EnvView) -> None:
+        fn = self._attacked()
+        super().bind(view)
+        self.fns = {a: view.per_agent(fn, a, f"{self.spec.kind}: policy_fn")
+                    for a in self.targets}
+        self.distances = {a: self._distance(view.action_space(a), a) for a in self.targets}
+
+    def _attacked(self) -> Any:
         if self.ctx.policy_fn is None:
             raise RobustRLError(
                 "obs-pgd attacks the evaluated policy: pass policy_fn= (observations -> logits or "
                 "mean action, a torch callable) to robustrl.perturb.apply")
-        super().bind(view)
-        self.fns = {a: view.per_agent(self.ctx.policy_fn, a, "obs-pgd: policy_fn")
-                    for a in self.targets}
-        self.distances = {a: self._distance(view.action_space(a)) for a in self.targets}
+        return self.ctx.policy_fn
 
-    def _distance(self, space: gym.Space) -> str:
-        chosen = self.spec.get("distance")
-        if chosen != "auto":
-            return chosen
-        return "kl" if isinstance(space, gym.spaces.Discrete) else "l2"
+    def _distance(self, space: gym.Space, agent: Agent) -> str:
+        """The objective as a distance of pgd.distance_per_sample (nll, kl or l2)."""
+        chosen, discrete = self.spec.get("objective"), isinstance(space, gym.spaces.Discrete)
+        if chosen == "kl" and not discrete:
+            raise RobustRLError(
+                f"{self.spec.kind}: objective=kl needs Discrete actions (categorical logits); "
+                f"{self.view.name}{'' if agent is None else f' ({agent})'} acts in "
+                f"{type(space).__name__}: use objective=action or l2")
+        if chosen == "action":
+            return "nll" if discrete else "l2"
+        if chosen == "auto":  # flipping every greedy action it can hurt returns less (README)
+            return "kl" if discrete else "l2"
+        return chosen
 
     def params(self) -> dict[str, Any]:
         return {"eps": self.strength, "steps": self.spec.get("steps"),
-                "norm": self.spec.get("norm"), "normalized": self.ctx.obs_scale is not None}
+                "restarts": self.spec.get("restarts"), "norm": self.spec.get("norm"),
+                "objective": self.spec.get("objective"),
+                "normalized": self.ctx.obs_scale is not None}
 
     def observation(self, obs, rng):
         if self.strength == 0:
@@ -127,7 +144,8 @@ class ObsPGD(_BoxObservation):
             delta = pgd_attack(
                 fn, x, self.strength, self.spec.get("steps"), self.spec.get("norm"),
                 self.distances[agents[0]], torch.as_tensor(scale, dtype=dtype, device=device),
-                self.spec.get("step_size"), generator=generator)
+                self.spec.get("step_size"), restarts=self.spec.get("restarts"), keep_best=True,
+                generator=generator)
             perturbed = batch + delta.cpu().numpy().astype(np.float64)
             out.update({a: self._clip(a, p) for a, p in zip(agents, perturbed, strict=True)})
         return out

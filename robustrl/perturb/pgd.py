@@ -17,16 +17,22 @@ from typing import Literal
 import numpy as np
 import torch
 
-Distance = Literal["kl", "l2"] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Distance = Literal["kl", "l2", "nll"] | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Norm = Literal["linf", "l2"]
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def distance_per_sample(out: torch.Tensor, target: torch.Tensor,
                         distance: Distance = "l2") -> torch.Tensor:
-    """D(out, target) per sample: KL(softmax(target) || softmax(out)) or squared L2."""
+    """D(out, target) per sample: KL(softmax(target) || softmax(out)), squared L2, or "nll":
+    -log softmax(out) at the clean greedy action argmax(target) (an attack on a discrete policy
+    or Q-network that pushes the perturbed choice away from the clean one)."""
     if callable(distance):
         return distance(out, target)
+    if distance == "nll":
+        chosen = target.argmax(-1, keepdim=True)
+        nll = -torch.log_softmax(out, dim=-1).gather(-1, chosen).squeeze(-1)
+        return nll.flatten(1).sum(1) if nll.dim() > 1 else nll
     if distance == "kl":
         log_p = torch.log_softmax(target, dim=-1)
         log_q = torch.log_softmax(out, dim=-1)
@@ -34,7 +40,7 @@ def distance_per_sample(out: torch.Tensor, target: torch.Tensor,
         return kl.flatten(1).sum(1) if kl.dim() > 1 else kl
     if distance == "l2":
         return (out - target).pow(2).flatten(1).sum(1)
-    raise ValueError(f"distance must be 'kl', 'l2' or a callable, got {distance!r}")
+    raise ValueError(f"distance must be 'kl', 'l2', 'nll' or a callable, got {distance!r}")
 
 
 def _norm(z: torch.Tensor, norm: Norm) -> torch.Tensor:
@@ -76,6 +82,8 @@ def pgd_attack(
     obs_scale: torch.Tensor | np.ndarray | float | None = None,
     step_size: float | None = None,
     *,
+    restarts: int = 1,
+    keep_best: bool = False,
     generator: torch.Generator | None = None,
     create_graph: bool = False,
 ) -> torch.Tensor:
@@ -86,27 +94,48 @@ def pgd_attack(
     enough to reach the boundary from anywhere in the ball) along sign(grad) for linf or the
     normalized gradient for l2, then projects back onto ||z|| <= eps.
 
+    `restarts` random starts run as one batch; with `keep_best` (what an attack wants) each
+    sample gets the iterate with the highest D over all starts and steps, so with a fixed
+    `step_size` and generator more steps or restarts never lower D (the random starts are
+    drawn one restart after the other: a run with fewer is a prefix of one with more).
+    Without it, the last iterate of the first start is returned (ERNIE's follower).
+
     With `create_graph=True` the ascent is kept in the autograd graph, so delta is a
     differentiable function of the policy's parameters (ERNIE's Stackelberg gradient); otherwise
     delta is detached and the policy's `.grad` is never touched.
     """
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    if eps < 0 or steps < 0:
-        raise ValueError(f"eps and steps must be >= 0, got eps={eps}, steps={steps}")
+    if eps < 0 or steps < 0 or restarts < 1:
+        raise ValueError(f"need eps >= 0, steps >= 0, restarts >= 1; got eps={eps}, "
+                         f"steps={steps}, restarts={restarts}")
+    if create_graph and (keep_best or restarts > 1):
+        raise ValueError("create_graph keeps one differentiable ascent: no keep_best/restarts")
     if eps == 0 or steps == 0:
         return torch.zeros_like(obs)
     scale = (torch.ones((), dtype=obs.dtype, device=obs.device) if obs_scale is None
              else torch.as_tensor(obs_scale, dtype=obs.dtype, device=obs.device))
     alpha = 2.5 * eps / steps if step_size is None else step_size
+    n = obs.shape[0]
+    x = obs if restarts == 1 else obs.repeat(restarts, *([1] * (obs.dim() - 1)))
     with torch.enable_grad():
         target = policy_fn(obs)
         if not create_graph:
             target = target.detach()
-        z = _random_start(obs.shape, eps, norm, obs, generator).requires_grad_(True)
-        for _ in range(steps):
-            d = distance_per_sample(policy_fn(obs + z * scale), target, distance).sum()
-            (grad,) = torch.autograd.grad(d, z, create_graph=create_graph)
+        if restarts > 1:
+            target = target.repeat(restarts, *([1] * (target.dim() - 1)))
+        z = torch.cat([_random_start(obs.shape, eps, norm, obs, generator)
+                       for _ in range(restarts)]).requires_grad_(True)
+        best_z, best_d = z.detach().clone(), None
+        for i in range(steps + 1):  # the last pass only scores the final iterate
+            if i == steps and not keep_best:
+                break
+            d = distance_per_sample(policy_fn(x + z * scale), target, distance)
+            if keep_best:  # the loss of the current iterate: track the best per sample
+                best_d, best_z = _better(d.detach(), z.detach(), best_d, best_z)
+            if i == steps:
+                break
+            (grad,) = torch.autograd.grad(d.sum(), z, create_graph=create_graph)
             if norm == "linf":
                 step = grad.sign()
             else:
@@ -114,8 +143,23 @@ def pgd_attack(
             z = _project(z + alpha * step, eps, norm)
             if not create_graph:
                 z = z.detach().requires_grad_(True)
+    if keep_best:
+        d_all = best_d.view(restarts, n)
+        pick = d_all.argmax(0)  # the first restart wins ties: fewer restarts is a prefix
+        z = best_z.view(restarts, n, *obs.shape[1:])[pick, torch.arange(n)]
+    else:
+        z = z[:n]
     delta = z * scale
     return delta if create_graph else delta.detach()
+
+
+def _better(d: torch.Tensor, z: torch.Tensor, best_d: torch.Tensor | None,
+            best_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, keep (d, z) where d beats the best so far (ties keep the earlier)."""
+    if best_d is None:
+        return d, z.clone()
+    win = d > best_d
+    return torch.where(win, d, best_d), torch.where(_per_sample(win, z), z, best_z)
 
 
 def policy_device(policy_fn: Callable) -> tuple[torch.device, torch.dtype]:

@@ -63,6 +63,22 @@ _SCHEDULE = {
 }
 
 
+_PGD = {
+    "steps": Option(int, 10, "PGD steps K"),
+    "restarts": Option(int, 2, "random starts R; per observation the worst one is kept"),
+    "norm": Option(("linf", "l2"), "linf", "ball norm"),
+    "objective": Option(("auto", "action", "kl", "l2"), "auto",
+                        "what the attack maximizes; action: -log pi(clean greedy action) for "
+                        "Discrete actions, squared L2 of the mean action for Box; kl: "
+                        "KL(clean || perturbed) (Discrete only); l2: squared L2 of the output; "
+                        "auto: kl for Discrete (the stronger on returns where measured), l2 for "
+                        "Box"),
+    "step_size": Option(float, None, "ascent step alpha (default 2.5 * eps / steps)"),
+    "agents": _AGENTS,
+}
+"""Options of the PGD attacks (obs-pgd, obs-transfer); every best-of iterate is scored."""
+
+
 def _kind(description: str, domain: Domain, default: float | None = None,
           identity: float = 0.0, **options: Option) -> KindInfo:
     return KindInfo(description, domain, default, {**options, **_SCHEDULE}, identity)
@@ -79,12 +95,13 @@ KINDS: dict[str, KindInfo] = {
         agents=_AGENTS),
     "obs-pgd": _kind(
         "adversarial observations: PGD against the evaluated policy in an eps-ball", "sigma",
-        steps=Option(int, 3, "PGD steps"),
-        norm=Option(("linf", "l2"), "linf", "ball norm"),
-        distance=Option(("auto", "kl", "l2"), "auto",
-                        "auto: KL on logits for Discrete actions, squared L2 otherwise"),
-        step_size=Option(float, None, "ascent step (default 2.5 * eps / steps)"),
-        agents=_AGENTS),
+        **_PGD),
+    "obs-transfer": _kind(
+        "transfer attack: PGD computed on a surrogate policy (surrogate=RUN_DIR, or a train "
+        "label in a bench suite), applied to the evaluated one", "sigma",
+        surrogate=Option(str, None, "the surrogate: a run directory, or in a bench suite the "
+                                    "label of a [[train]] entry (same env and seed)"),
+        **_PGD),
     "act-gaussian": _kind(
         "add N(0, sigma^2) noise to Box actions (sigma relative to half the range), clipped",
         "sigma", agents=_AGENTS),
@@ -246,7 +263,7 @@ def _convert_option(kind: str, info: KindInfo, key: str, value: Any) -> Any:
             f"got '{value}'") from None
     if key == "prob" and not 0 <= x <= 1:
         raise RobustRLError(f"{kind}: prob={_fmt(x)} must be a probability in [0, 1]")
-    if key in ("start", "steps", "adv_steps") and x < (0 if key == "start" else 1):
+    if key in ("start", "steps", "restarts", "adv_steps") and x < (0 if key == "start" else 1):
         raise RobustRLError(f"{kind}: {key}={x} must be >= {0 if key == 'start' else 1}")
     if key == "step_size" and not x > 0:
         raise RobustRLError(f"{kind}: step_size={_fmt(x)} must be > 0")

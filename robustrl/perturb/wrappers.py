@@ -24,12 +24,14 @@ from robustrl.perturb.base import KEY, AdversaryFn, Agent, Context, EnvView, Per
 from robustrl.perturb.dynamics import Dynamics
 from robustrl.perturb.observation import ObsNoise, ObsPGD
 from robustrl.perturb.spec import KINDS, PerturbationSpec, parse
+from robustrl.perturb.transfer import ObsTransfer
 
 FACTORIES: dict[str, type[Perturbation]] = {
     "obs-gaussian": ObsNoise,
     "obs-uniform": ObsNoise,
     "obs-shift": ObsNoise,
     "obs-pgd": ObsPGD,
+    "obs-transfer": ObsTransfer,
     "act-gaussian": ActGaussian,
     "act-pra": ActPRA,
     "act-replace": ActReplace,
@@ -53,7 +55,8 @@ class PerturbationWrapper:
         self.perturbation_spec = parse(spec)
         self.perturbation = FACTORIES[self.perturbation_spec.kind](self.perturbation_spec, ctx)
         depth = sum(isinstance(e, PerturbationWrapper) for e in wrapper_chain(inner))
-        self._salt = (zlib.crc32(self.perturbation_spec.kind.encode()), depth)
+        salt = getattr(self.perturbation, "RNG_KIND", self.perturbation_spec.kind)
+        self._salt = (zlib.crc32(salt.encode()), depth)
         self._rng: np.random.Generator | None = None if seed is None else self._new_rng(seed)
         self._t = 0
         self._episode_on = True
@@ -150,12 +153,13 @@ class GymPerturbation(PerturbationWrapper, gym.Wrapper, gym.utils.RecordConstruc
 
     def __init__(self, env: gym.Env, spec: str | PerturbationSpec, *,
                  policy_fn: PolicyFn | None = None, obs_scale: Any = None,
-                 adversary: AdversaryFn | None = None, seed: int | None = None):
+                 adversary: AdversaryFn | None = None, seed: int | None = None,
+                 surrogate_fn: PolicyFn | None = None):
         gym.utils.RecordConstructorArgs.__init__(
             self, spec=str(spec), policy_fn=policy_fn, obs_scale=obs_scale, adversary=adversary,
-            seed=seed)
+            seed=seed, surrogate_fn=surrogate_fn)
         gym.Wrapper.__init__(self, env)
-        self._setup(env, spec, Context(policy_fn, obs_scale, adversary),
+        self._setup(env, spec, Context(policy_fn, obs_scale, adversary, surrogate_fn),
                     EnvView(env, False, (None,)), seed)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -181,9 +185,10 @@ class ParallelPerturbation(PerturbationWrapper, BaseParallelWrapper):
 
     def __init__(self, env: ParallelEnv, spec: str | PerturbationSpec, *,
                  policy_fn: PolicyFn | None = None, obs_scale: Any = None,
-                 adversary: AdversaryFn | None = None, seed: int | None = None):
+                 adversary: AdversaryFn | None = None, seed: int | None = None,
+                 surrogate_fn: PolicyFn | None = None):
         BaseParallelWrapper.__init__(self, env)
-        self._setup(env, spec, Context(policy_fn, obs_scale, adversary),
+        self._setup(env, spec, Context(policy_fn, obs_scale, adversary, surrogate_fn),
                     EnvView(env, True, tuple(env.possible_agents)), seed)
 
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -216,6 +221,7 @@ def apply(
     obs_scale: Any = None,
     adversary: AdversaryFn | None = None,
     seed: int | None = None,
+    surrogate_fn: PolicyFn | None = None,
 ):
     """Wrap `env` (Gymnasium Env or PettingZoo ParallelEnv) in one wrapper per spec.
 
@@ -223,13 +229,14 @@ def apply(
     action; or a dict agent -> fn) is what obs-pgd attacks; `obs_scale` (array, or dict agent ->
     array) is the normalizer std that makes strengths normalized; `adversary(observation,
     agent) -> action` plays for act-pra,source=adversary and adversary-agents,policy=frozen|
-    adversary. `seed` seeds the wrappers until a `reset(seed=...)` reseeds them. Every problem
+    adversary; `surrogate_fn` (like policy_fn) is the policy obs-transfer takes its gradients
+    from. `seed` seeds the wrappers until a `reset(seed=...)` reseeds them. Every problem
     (unknown kind, bad strength, a kind that does not fit the env) is one `RobustRLError`.
     """
     items = [specs] if isinstance(specs, (str, PerturbationSpec)) else list(specs)
     parsed = [parse(s) for s in items]  # every spec is checked before anything is wrapped
     kwargs = {"policy_fn": policy_fn, "obs_scale": obs_scale, "adversary": adversary,
-              "seed": seed}
+              "seed": seed, "surrogate_fn": surrogate_fn}
     for spec in parsed:
         if isinstance(env, ParallelEnv):
             env = ParallelPerturbation(env, spec, **kwargs)

@@ -13,8 +13,11 @@ original code took one Frobenius norm over the whole batch, which grows with sqr
 
 Plain mode (`stackelberg=False`): delta* is a constant, dR/dtheta = dR/dtheta|_delta.
 Stackelberg mode: the K ascent steps stay in the autograd graph (`create_graph=True`), so the
-leader steps with the total derivative  dR/dtheta + (d delta*/d theta)^T dR/d delta. A sign
-step has a zero derivative, hence Stackelberg mode uses normalized (or raw) gradient steps.
+leader steps with the total derivative  dR/dtheta + (d delta*/d theta)^T dR/d delta. Both modes
+run the same ascent (rule, step size, random start), so with the same generator they find the
+same delta* and the same R; the Stackelberg term is their only difference. The shared default
+rule is a normalized-gradient step (a step of length alpha in the ball's norm), because a sign
+step has a zero derivative and could not carry the Stackelberg term.
 
 Units: the agents perturb their networks' *normalized* inputs (after the running mean/std
 observation normalizer), so eps is in units of each dimension's std; agents without a
@@ -60,9 +63,10 @@ class RobustConfig:
     None: 2.5 * eps / steps for sign/normalized steps (reaches the boundary from anywhere in
     the ball), 1.0 for raw gradient steps."""
     ascent: Literal["auto", "sign", "normalized", "gradient"] = "auto"
-    """Ascent direction: sign(grad) (linf FGSM/PGD), grad / ||grad||_2 per sample, or the raw
-    gradient. auto: sign for linf in plain mode, normalized otherwise (a sign step has a zero
-    derivative, so it cannot carry the Stackelberg gradient)."""
+    """Ascent direction: sign(grad) (linf FGSM/PGD; plain mode only), grad / ||grad|| per sample
+    in the ball's norm (max |grad_i| for linf, ||grad||_2 for l2: a step of length alpha in the
+    ball's norm), or the raw gradient. auto: normalized in both modes, so plain and Stackelberg
+    ERNIE differ only by the Stackelberg gradient term (a sign step has a zero derivative)."""
     stackelberg: bool = False
     """True: differentiate through the unrolled ascent (leader = policy, follower =
     perturbation; a few extra backward passes); False: delta* treated as a constant."""
@@ -97,10 +101,8 @@ class RobustConfig:
 
     @property
     def rule(self) -> Literal["sign", "normalized", "gradient"]:
-        """The ascent rule `auto` resolves to."""
-        if self.ascent != "auto":
-            return self.ascent
-        return "sign" if self.norm == "linf" and not self.stackelberg else "normalized"
+        """The ascent rule `auto` resolves to: the same in plain and Stackelberg mode."""
+        return "normalized" if self.ascent == "auto" else self.ascent
 
     @property
     def alpha(self) -> float:
@@ -169,7 +171,7 @@ def perturbation(f: Fn, x: torch.Tensor, cfg: RobustConfig, distance="l2",
             if rule == "sign":
                 step = grad.sign()
             elif rule == "normalized":
-                step = grad / _per_sample(_norm(grad, "l2").clamp_min(1e-12), grad)
+                step = grad / _per_sample(_norm(grad, cfg.norm).clamp_min(1e-12), grad)
             else:
                 step = grad
             z = _project(z + alpha * step, cfg.eps, cfg.norm)

@@ -62,26 +62,31 @@ def training_envs(agent_cls: type[Agent], env_id: str, env_kwargs: dict[str, Any
 
 
 def eval_env(agent: Agent, perturb: Sequence[str] = (), *, seed: int | None = None,
-             adversary: AdversaryFn | None = None, render_mode: str | None = None) -> Any:
+             adversary: AdversaryFn | None = None, surrogate: Any = None,
+             render_mode: str | None = None) -> Any:
     """A fresh env to evaluate `agent` on: its env without the run's reward wrapper (scores
     are env returns), under the perturbation specs `perturb` (seeded by `seed`; `adversary`
-    plays `policy=adversary` / `source=adversary` specs; `render_mode` goes to the env, e.g.
-    "rgb_array" to record video).
+    plays `policy=adversary` / `source=adversary` specs; obs-transfer specs take their
+    gradients from `surrogate`, an agent, else from their `surrogate=RUN_DIR`; `render_mode`
+    goes to the env, e.g. "rgb_array" to record video).
 
     A dynamics perturbation changes the simulation itself, so the env must run in this process;
     the agent's own envs are closed first, since a simulator that allows one instance per
     process (libsumo) may be held by them (`learn` makes new ones).
     """
+    from robustrl.train.transfer import surrogate_policy
+
     specs = [parse(s) for s in perturb]
     if any(s.kind.startswith("dyn-") for s in specs):
         agent.close()
+    surrogate_fn = surrogate_policy(specs, surrogate)  # loaded (and closed) before the env
     render = {"render_mode": render_mode} if render_mode else {}
     env = make(agent.env_id, **agent.env_kwargs, **render) if agent.env_id else agent.env_fn()
     if not specs:
         return env
     try:
         return apply(env, specs, policy_fn=agent.attack_policy, obs_scale=agent.obs_scale,
-                     adversary=adversary, seed=seed)
+                     adversary=adversary, seed=seed, surrogate_fn=surrogate_fn)
     except BaseException:
         env.close()
         raise

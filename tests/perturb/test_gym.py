@@ -268,7 +268,7 @@ def test_obs_pgd_stays_in_ball_and_hurts_more_than_noise():
     assert np.mean(gap_pgd) > 2 * np.mean(gap_noise)
     assert info["perturbation"]["obs-pgd"] == {
         "strength": eps, "active": True, "start": 0, "prob": 1.0, "eps": eps, "steps": 5,
-        "norm": "linf", "normalized": True}
+        "restarts": 2, "norm": "linf", "objective": "auto", "normalized": True}
 
 
 def test_obs_pgd_discrete_uses_kl_and_runs():

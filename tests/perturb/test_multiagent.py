@@ -186,7 +186,8 @@ def test_obs_pgd_batches_agents_and_stays_in_ball():
         calls.append(x.shape[0])
         return policy(x)
 
-    attacked = run(apply(spread(), "obs-pgd:0.05,steps=2,norm=l2", policy_fn=fn, seed=0), steps=3)
+    attacked = run(apply(spread(), "obs-pgd:0.05,steps=2,norm=l2,restarts=1", policy_fn=fn,
+                         seed=0), steps=3)
     assert set(calls) == {3}  # the three agents form one batch
     for (o1, _, _), (o2, _, _) in zip(clean, attacked, strict=True):
         for agent in o1:

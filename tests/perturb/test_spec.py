@@ -13,7 +13,7 @@ EXAMPLES = [
     "obs-uniform:0.1",
     "obs-shift:-0.2",
     "obs-pgd:0.05,steps=3,norm=linf",
-    "obs-pgd:0.5,norm=l2,distance=kl,step_size=0.1",
+    "obs-pgd:0.5,norm=l2,objective=kl,step_size=0.1",
     "act-gaussian:0.1",
     "act-pra:0.15",
     "act-pra:0.3,mode=mix,source=adversary",
@@ -43,7 +43,7 @@ def test_round_trip(text):
 def test_values_and_defaults():
     spec = parse(" obs-pgd : 0.05 , steps = 5 , norm = l2 ")
     assert (spec.strength, spec.get("steps"), spec.get("norm")) == (0.05, 5, "l2")
-    assert spec.get("distance") == "auto" and spec.start == 0 and spec.prob == 1.0
+    assert spec.get("objective") == "auto" and spec.start == 0 and spec.prob == 1.0
     assert str(spec) == "obs-pgd:0.05,steps=5,norm=l2"
     assert parse("act-pra").strength == 0.15
     assert parse("act-replace").strength == 0.05

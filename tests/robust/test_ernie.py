@@ -172,7 +172,7 @@ def test_regularizer_grows_with_lipschitz_constant_of_linear_policy():
         assert value == pytest.approx(0.2**2 * (3.0 * c) ** 2, rel=1e-6)
     # linf ball, one output: one sign step reaches delta = eps * sign(w), R = eps^2 ||w||_1^2
     w1 = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
-    cfg = ernie(eps=0.1, steps=1)
+    cfg = ernie(eps=0.1, steps=1, ascent="sign")
     for c in (0.5, 1.0, 3.0):
         value = regularizer(_linear(c * w1), x, cfg, generator=gen(3)).item()
         assert value == pytest.approx(0.1**2 * (3.5 * c) ** 2, rel=1e-9)
@@ -213,7 +213,7 @@ def test_config_validation():
             attach(ernie(**kw), "agent", **kind)
     assert not attach(RobustConfig(distance="kl", target="critic"), "x", logits=False,
                       critic=False)  # method none: nothing is checked, nothing runs
-    assert ernie().rule == "sign" and ernie(stackelberg=True).rule == "normalized"
+    assert ernie().rule == ernie(stackelberg=True).rule == "normalized"
 
 
 def test_config_routes_through_agent_section():

@@ -71,6 +71,10 @@ class MultiAgent(Agent):
         envs = [self.take_env()] + [self.env_fn() for _ in range(n - 1)]
         return ParallelEnvs(envs, self.agents, self.seed, want_state, self.obs_dim)
 
+    def open_envs(self) -> None:
+        self.envs = self.make_envs(self.config.n_envs,
+                                   want_state=getattr(self, "use_env_state", False))
+
     # ----------------------------------------------------------------- acting
     def inputs(self, obs: Any, rms: Any = None) -> Any:
         """(..., n_agents, obs_dim) raw -> normalized observations with the agent one-hot:

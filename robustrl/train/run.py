@@ -28,7 +28,7 @@ from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
 from robustrl.reward import HeronConfig, RewardConfig
 from robustrl.train.pipeline import training_envs
-from robustrl.train.rundir import read_run_toml
+from robustrl.train.rundir import lock_run, read_run_toml, record_inexact_resume
 from robustrl.train.support import check_supported
 
 
@@ -140,6 +140,7 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     set_threads(cfg.run.threads)
     import_user_modules(cfg.run.imports)
     checkpoint_path = out / "checkpoint.pt"
+    lock = lock_run(out) if resume else None  # held until this returns; freed if killed
     if not resume and (out / "config.toml").exists():
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
     cls = agent_class(cfg.run.agent)
@@ -148,19 +149,25 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
                                cfg.run.seed)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run(out)
+        if (out / "config.toml").exists():  # another process started it meanwhile
+            raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
         save_run_config(out, cfg)
     # Building the reward model seeds torch's global generator; training continues from the
     # state it left, as when the loop was built after the agent (same results as before).
     torch_rng = torch.get_rng_state()
     agent = cls(envs, cfg.agent, seed=cfg.run.seed, env_kwargs=cfg.env)
-    resume_step = None
+    resume_step, note = None, {}
     if resume and checkpoint_path.exists():
-        agent.restore(read_checkpoint(checkpoint_path))
+        if not agent.resume(read_checkpoint(checkpoint_path)):
+            record_inexact_resume(out, agent.num_steps, "an env's state cannot be saved")
+            note = {"resumed_inexact_at": float(agent.num_steps)}  # on the next metrics row
         resume_step = agent.num_steps
     elif resume:
         resume_step = 0  # killed before the first checkpoint: start over, drop partial logs
     if loop is not None:
-        torch.set_rng_state(torch_rng)
+        if not resume_step:  # a restored checkpoint brought its own torch state
+            torch.set_rng_state(torch_rng)
         if resume and (out / "reward.pt").exists() and resume_step:
             loop.load(out / "reward.pt")
     logger = MetricsLogger(out, resume_step=resume_step, tensorboard=cfg.run.tensorboard)
@@ -169,7 +176,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     last_checkpoint = agent.num_steps
 
     def callback(agent: Agent, metrics: dict[str, float]) -> None:
-        nonlocal last_checkpoint
+        nonlocal last_checkpoint, note
+        metrics, note = {**metrics, **note}, {}
         if loop is not None:
             metrics = {**metrics, **loop.on_callback(agent)}
         logger.log(agent.num_steps, metrics)
@@ -194,6 +202,7 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     if loop is not None:
         loop.save(out / "reward.pt")
     agent.save(out / "agent.pt")
+    lock.close()
     return agent
 
 

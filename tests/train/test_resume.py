@@ -1,0 +1,164 @@
+"""Exact resume: a run SIGKILLed at any point and resumed (`robustrl train --resume`, a fresh
+process) ends with the same metrics.csv (wall-clock columns aside), TensorBoard scalars and
+final agent as the uninterrupted run.
+
+The kill points are made deterministic by a driver that SIGKILLs its own process from inside
+the run: in the middle of writing the k-th checkpoint (half the temp file written), right after
+it, or at a metrics row between checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustrl.agents.base import read_checkpoint
+
+WALL_CLOCK = {"steps_per_second", "time", "seconds"}
+
+DRIVER = textwrap.dedent("""
+    import os, signal, sys, tempfile
+    from pathlib import Path
+    import robustrl.core.io as io
+    from robustrl.core import logging as rl_logging
+    from robustrl.cli import main
+
+    mode, k = sys.argv[1], int(sys.argv[2])
+    writes, rows = [0], [0]
+    original_write, original_log = io.atomic_write_bytes, rl_logging.MetricsLogger.log
+
+    def write(path, data):
+        if str(path).endswith("checkpoint.pt"):
+            writes[0] += 1
+            if writes[0] == k and mode == "during":
+                path = Path(path)  # a half-written temp file, as atomic_write_bytes names it
+                fd, _ = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                os.write(fd, data[: len(data) // 2])
+                os.kill(os.getpid(), signal.SIGKILL)
+            original_write(path, data)
+            if writes[0] == k and mode == "after":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return
+        original_write(path, data)
+
+    def log(self, step, metrics):
+        original_log(self, step, metrics)
+        rows[0] += 1
+        if mode == "row" and rows[0] == k:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    io.atomic_write_bytes = write
+    rl_logging.MetricsLogger.log = log
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "OMP_NUM_THREADS": "1"}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robustrl.cli", *args], capture_output=True,
+                          text=True, env=_env(), timeout=600)
+
+
+def _killed(mode: str, k: int, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", DRIVER, mode, str(k), *args],
+                          capture_output=True, text=True, env=_env(), timeout=600)
+
+
+def _metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in WALL_CLOCK}
+                for row in csv.DictReader(f)]
+
+
+def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+            for tag in acc.Tags()["scalars"] if tag not in WALL_CLOCK}
+
+
+def _same_agent(a: Path, b: Path) -> None:
+    sa, sb = read_checkpoint(a)["state"], read_checkpoint(b)["state"]
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        _same_tree(sa[key], sb[key], key)
+
+
+def _same_tree(x, y, where: str) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys(), where
+        for k in x:
+            _same_tree(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, torch.Tensor):
+        assert torch.equal(x, y), where
+    elif hasattr(x, "shape"):
+        assert (x == y).all(), where
+    else:
+        assert x == y, where
+
+
+def _check_resume(tmp_path: Path, train_args: list[str], kills: list[tuple[str, int]]) -> None:
+    """Uninterrupted run vs one killed at each of `kills` in turn, resumed after each."""
+    ref = tmp_path / "ref"
+    proc = _cli("train", *train_args, "--out", str(ref))
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "killed"
+    first, *rest = kills
+    proc = _killed(*first, "train", *train_args, "--out", str(run))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    for mode, k in rest:
+        proc = _killed(mode, k, "train", "--resume", str(run))
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+    proc = _cli("train", "--resume", str(run))
+    assert proc.returncode == 0, proc.stderr
+    assert _metrics(run) == _metrics(ref)
+    assert _scalars(run) == _scalars(ref)
+    _same_agent(run / "agent.pt", ref / "agent.pt")
+    assert "resumes" not in (run / "config.toml").read_text()
+
+
+SAC = ["--agent", "sac", "--env", "mujoco/InvertedPendulum-v5", "--steps", "600", "--seed", "3",
+       "--set", "learning_starts=100", "--set", "batch_size=32", "--set", "hidden=[32,32]",
+       "--set", "log_interval=50", "--set", "run.checkpoint_every=150"]
+
+
+def test_sac_mujoco_resume_is_exact(tmp_path):
+    """Killed mid-episode while writing its 2nd checkpoint: resumed, the same run."""
+    _check_resume(tmp_path, SAC, [("during", 2)])
+
+
+@pytest.mark.slow
+def test_sac_mujoco_resume_after_many_kills_is_exact(tmp_path):
+    """Killed while writing the 2nd checkpoint, then right after the 1st checkpoint of the
+    resumed process, then between checkpoints: the same run as never killed."""
+    _check_resume(tmp_path, SAC, [("during", 2), ("after", 1), ("row", 2)])
+
+
+@pytest.mark.slow
+def test_ppo_mujoco_resume_is_exact(tmp_path):
+    args = ["--agent", "ppo", "--env", "mujoco/HalfCheetah-v5", "--steps", "1536", "--seed", "1",
+            "--set", "n_envs=2", "--set", "n_steps=128", "--set", "n_epochs=2",
+            "--set", "normalize_reward=true", "--set", "run.checkpoint_every=256"]
+    _check_resume(tmp_path, args, [("during", 2), ("after", 1), ("row", 1)])
+
+
+@pytest.mark.slow
+def test_mappo_mpe_resume_is_exact(tmp_path):
+    args = ["--agent", "mappo", "--env", "mpe/simple_spread", "--steps", "1200", "--seed", "2",
+            "--set", "n_envs=2", "--set", "n_steps=40", "--set", "n_epochs=2",
+            "--set", "run.checkpoint_every=160"]
+    _check_resume(tmp_path, args, [("during", 2), ("after", 2), ("row", 3)])

@@ -49,6 +49,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from robustrl.train import evaluate_run
 
     result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed)
+    if "note" in result:
+        print(f"robustrl: note: {result['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

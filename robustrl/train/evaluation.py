@@ -14,7 +14,7 @@ import numpy as np
 
 from robustrl.agents.base import Agent
 from robustrl.train.pipeline import eval_env
-from robustrl.train.run import load_run_agent
+from robustrl.train.run import load_run_agent, load_run_config
 
 
 def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env: Any = None,
@@ -86,13 +86,21 @@ def _evaluate_parallel(agent: Agent, env: Any, episodes: int, seed: int,
 def evaluate_run(run_dir: str | Path, episodes: int, perturb: Sequence[str] = (),
                  seed: int = 10_000) -> dict[str, Any]:
     """Evaluate a run directory's trained agent, clean or under the perturbation specs
-    `perturb`; the result of `evaluate` plus run, agent, env and perturbations."""
+    `perturb`; the result of `evaluate` plus run, agent, env, perturbations, the steps trained
+    and planned, `finished` and, for an unfinished run (its latest checkpoint), a `note`."""
     agent = load_run_agent(run_dir)
     agent.close()  # it only acts from here on: its evaluation env runs in this process
+    planned = load_run_config(run_dir).run.steps
+    finished = (Path(run_dir) / "agent.pt").exists()
     result = evaluate(agent, episodes, seed=seed,
                       env=eval_env(agent, perturb, seed=seed))
     result.update(run=str(run_dir), agent=agent.name, env=agent.env_id,
-                  perturbations=list(perturb))
+                  perturbations=list(perturb), steps=int(agent.num_steps),
+                  planned_steps=planned, finished=finished)
+    if not finished:
+        result["note"] = (f"{run_dir} is unfinished: evaluated its checkpoint at step "
+                          f"{agent.num_steps} of {planned} planned (robustrl train --resume "
+                          f"{run_dir} finishes it)")
     return result
 
 

@@ -28,7 +28,12 @@ from robustrl.core.logging import MetricsLogger
 from robustrl.core.progress import progress
 from robustrl.reward import HeronConfig, RewardConfig
 from robustrl.train.pipeline import training_envs
-from robustrl.train.rundir import lock_run, read_run_toml, record_inexact_resume
+from robustrl.train.rundir import (
+    check_agent_file,
+    lock_run,
+    read_run_toml,
+    record_inexact_resume,
+)
 from robustrl.train.support import check_supported
 
 
@@ -210,6 +215,12 @@ def resume(out: str | Path) -> Agent:
     return train(load_run_config(out), out, resume=True)
 
 
+def run_identity(cfg: Run) -> dict[str, Any]:
+    """What an agent file of this run records about it (`Agent.save`'s keys)."""
+    return {"agent": cfg.run.agent, "env_id": cfg.run.env, "env_kwargs": cfg.env,
+            "seed": cfg.run.seed, "config": to_dict(cfg.agent)}
+
+
 def load_run_agent(out: str | Path) -> Agent:
     """The trained agent of a run directory (final one, else the latest checkpoint)."""
     out = Path(out)
@@ -218,6 +229,7 @@ def load_run_agent(out: str | Path) -> Agent:
     import_user_modules(cfg.run.imports)
     for name in ("agent.pt", "checkpoint.pt"):
         if (out / name).exists():
+            check_agent_file(out / name, run_identity(cfg))
             return load(out / name)
     raise RobustRLError(f"{out} has no checkpoint yet; train it first (robustrl train --resume)")
 

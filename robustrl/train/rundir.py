@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import tomllib
@@ -91,3 +92,21 @@ def clear_run(directory: str | Path) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+
+def check_agent_file(path: Path, expected: dict[str, Any]) -> None:
+    """Refuse, in one line, an agent file (agent.pt / checkpoint.pt) that another run wrote:
+    its agent, env id, env kwargs, seed or resolved agent config differ from `expected`
+    (config.toml's)."""
+    from robustrl.agents.base import read_checkpoint
+
+    saved = read_checkpoint(path)
+    differ = [key for key, value in expected.items()
+              if json.dumps(saved.get(key), sort_keys=True, default=str)
+              != json.dumps(value, sort_keys=True, default=str)]
+    if differ:
+        raise RobustRLError(
+            f"{path} does not belong to the run in {path.parent}: its {', '.join(differ)} "
+            f"differ from config.toml ({saved.get('agent')} on {saved.get('env_id')} vs "
+            f"{expected.get('agent')} on {expected.get('env_id')}); remove it and resume the run, "
+            "or evaluate the run it came from")

@@ -16,10 +16,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
+from robustrl import envs
 from robustrl.agents.base import read_checkpoint
+from robustrl.train import build_run, resume, train
+from robustrl.train.rundir import read_run_toml
 
 WALL_CLOCK = {"steps_per_second", "updates_per_s"}
 
@@ -176,3 +181,64 @@ def test_offline_iql_resume_is_exact(tmp_path):
             "--set", "batch_size=64", "--set", "run.log_every=25", "--set", "run.eval_every=100",
             "--set", "run.eval_episodes=1", "--set", "run.checkpoint_every=75"]
     _check_resume(tmp_path, args, [("during", 2), ("row", 3)])
+
+
+# --------------------------------------------------------------------------- user envs
+class Drift(gym.Env):
+    """A noisy 1-D walk: its state is the position, the step counter and np_random."""
+
+    observation_space = gym.spaces.Box(-10.0, 10.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = 0.0, 0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        self.x += 0.3 * float(action[0]) + float(self.np_random.normal(0, 0.5))
+        self.t += 1
+        return (np.array([self.x], np.float32), -abs(self.x), abs(self.x) > 3, self.t >= 40, {})
+
+
+class HookedDrift(Drift):
+    """The same env with the state hook robustrl.envs.state looks for."""
+
+    def get_state(self):
+        return self.x, self.t, self.np_random.bit_generator.state
+
+    def set_state(self, state):
+        self.x, self.t, self.np_random.bit_generator.state = state
+
+
+envs.register("r17test/Drift-v0", Drift)
+envs.register("r17test/HookedDrift-v0", HookedDrift)
+PPO_SMALL = {"n_envs": 2, "n_steps": 32, "n_epochs": 1, "hidden": [16],
+             "run.checkpoint_every": 64, "run.tensorboard": False}
+
+
+def _interrupted(env_id: str, out: Path) -> None:
+    """Train 128 steps, then resume it to 256 (config.toml's budget raised, as a run killed
+    at its 128-step checkpoint would go on)."""
+    train(build_run("ppo", env_id, 128, 0, PPO_SMALL), out, show_progress=False)
+    (out / "agent.pt").unlink()
+    config = out / "config.toml"
+    config.write_text(config.read_text().replace("steps = 128", "steps = 256"))
+    resume(out)
+
+
+def test_user_env_with_a_state_hook_resumes_exactly(tmp_path):
+    train(build_run("ppo", "r17test/HookedDrift-v0", 256, 0, PPO_SMALL), tmp_path / "ref",
+          show_progress=False)
+    _interrupted("r17test/HookedDrift-v0", tmp_path / "run")
+    assert _metrics(tmp_path / "run") == _metrics(tmp_path / "ref")
+    assert "resumes" not in read_run_toml(tmp_path / "run")
+
+
+def test_resume_without_env_state_is_recorded_as_inexact(tmp_path):
+    _interrupted("r17test/Drift-v0", tmp_path / "run")
+    assert read_run_toml(tmp_path / "run")["resumes"] == [
+        {"step": 128, "exact": False, "why": "an env's state cannot be saved"}]
+    rows = _metrics(tmp_path / "run")
+    marked = [r["step"] for r in rows if r.get("resumed_inexact_at")]
+    assert marked == ["192"] and rows[-1]["step"] == "256"

@@ -28,8 +28,9 @@ def _same(a, b) -> bool:
     return bool(np.array_equal(a, b))
 
 
-@pytest.mark.parametrize("env_id, parallel", [("mujoco/Hopper-v5", False),
-                                              ("mpe/simple_spread", True)])
+@pytest.mark.parametrize("env_id, parallel", [
+    ("mujoco/Hopper-v5", False), ("mpe/simple_spread", True), ("hybrid/platform", False),
+    ("hybrid/goal", False), ("gym/CartPole-v1", False)])
 def test_restored_env_continues_the_episode_exactly(env_id, parallel):
     env = envs.make(env_id)
     env.reset(seed=5)
@@ -41,6 +42,16 @@ def test_restored_env_continues_the_episode_exactly(env_id, parallel):
     copy = envs.make(env_id)  # a fresh env made the same way, as a resumed run makes it
     set_state(copy, state)
     assert _same(_rollout(copy, actions[17:], parallel), _rollout(env, actions[17:], parallel))
+
+
+def test_sumo_env_is_not_restorable():
+    pytest.importorskip("libsumo")
+    env = envs.make("traffic/single-intersection")
+    try:
+        env.reset(seed=0)
+        assert get_state(env) is None
+    finally:
+        env.close()
 
 
 def test_not_restorable_envs_say_so():

@@ -30,7 +30,7 @@ def _same(a, b) -> bool:
 
 @pytest.mark.parametrize("env_id, parallel", [
     ("mujoco/Hopper-v5", False), ("mpe/simple_spread", True), ("hybrid/platform", False),
-    ("hybrid/goal", False), ("gym/CartPole-v1", False)])
+    ("hybrid/goal", False), ("gym/CartPole-v1", False), ("maze/PointMaze_UMaze-v3", False)])
 def test_restored_env_continues_the_episode_exactly(env_id, parallel):
     env = envs.make(env_id)
     env.reset(seed=5)

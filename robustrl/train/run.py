@@ -166,6 +166,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     if resume and checkpoint_path.exists():
         if not agent.resume(read_checkpoint(checkpoint_path)):
             record_inexact_resume(out, agent.num_steps, "an env's state cannot be saved")
+            print(f"robustrl: note: resuming {out} at step {agent.num_steps} with new episodes "
+                  "(this env's state cannot be saved); recorded in config.toml", file=sys.stderr)
             note = {"resumed_inexact_at": float(agent.num_steps)}  # on the next metrics row
         resume_step = agent.num_steps
     elif resume:

@@ -42,7 +42,13 @@ def lock_run(directory: str | Path) -> IO[str]:
     Held until the returned file is closed or the process ends; the kernel drops it when a
     process dies, so a killed run never blocks the next. A second process gets one line."""
     path = Path(directory) / LOCK
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the run's lifetime
+    if not Path(directory).is_dir():
+        raise RobustRLError(f"run directory {directory} not found")
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the run's lifetime
+    except OSError as e:
+        raise RobustRLError(f"cannot write {path} ({e.strerror}); the run directory must be "
+                            "writable") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

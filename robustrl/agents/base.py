@@ -39,8 +39,10 @@ from robustrl.core.io import atomic_torch_save
 from robustrl.core.loop import StepRate
 from robustrl.core.parallel import is_parallel_env
 from robustrl.core.provenance import provenance
+from robustrl.core.rng import set_space_rng_state, space_rng_state
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
 from robustrl.envs import identity, make
+from robustrl.envs.state import get_states, set_states
 
 Callback = Callable[["Agent", dict[str, float]], bool | None]
 EnvLike = str | gym.Env | Callable[[], gym.Env]
@@ -85,6 +87,9 @@ class Agent:
     """Attributes a checkpoint holds (robustrl.core.checkpoint: networks, optimizers,
     normalizers, counters; "stats.episodes" reaches into an attribute); the replay buffer is
     added when saving for resuming."""
+    LIVE: ClassVar[tuple[str, ...]] = ("obs", "state", "mean", "discounted", "stats")
+    """Attributes of the episodes in progress (those an instance has), saved whole with the
+    env copies' state when saving for resuming, so a resumed run continues them exactly."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -277,9 +282,46 @@ class Agent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_state(self, state, self.state_names(), optional=("buffer",))
 
+    # ----------------------------------------------------------------- live episodes
+    def _training_envs(self) -> Any:
+        """The env copies `learn` steps (None before it made them)."""
+        envs = getattr(self, "envs", None)
+        return envs if envs is not None else getattr(self, "env", None)
+
+    def open_envs(self) -> None:
+        """Make the training env copies as `learn` would, so a checkpoint's env state can be
+        put into them before `learn` runs (it then keeps them and their episodes)."""
+        self.env = self.take_env()
+
+    def live_state(self) -> dict[str, Any] | None:
+        """The episodes in progress: `LIVE` attributes, env copies' states (robustrl.envs.state),
+        the action space's sampler; None when an env copy cannot be restored."""
+        holder = self._training_envs()
+        envs = [] if holder is None else get_states(holder)
+        if envs is None:
+            return None
+        return {"envs": envs, "resets": getattr(holder, "resets", None),
+                "attrs": {k: getattr(self, k) for k in self.LIVE if hasattr(self, k)},
+                "action_space": space_rng_state(self.action_space)}
+
+    def _restore_live(self, live: dict[str, Any]) -> None:
+        if live["envs"]:
+            self.open_envs()
+            holder = self._training_envs()
+            set_states(holder, live["envs"])
+            if live["resets"] is not None:
+                holder.resets = live["resets"]
+        for key, value in live["attrs"].items():
+            setattr(self, key, value)
+        set_space_rng_state(self.action_space, live["action_space"])
+
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path, include_buffer: bool = False) -> None:
-        """Write the agent (and with `include_buffer`, everything to resume training) atomically."""
+        """Write the agent (and with `include_buffer`, everything to resume training) atomically.
+
+        A checkpoint for resuming also holds the episodes in progress (`live_state`) and
+        `exact`: whether resuming from it continues the run exactly."""
+        live = self.live_state() if include_buffer else None
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT,
             "agent": self.name,
@@ -291,6 +333,7 @@ class Agent:
             "state": self.state_dict(include_buffer),
             "rng": rng_state(self.rng),
             "provenance": provenance(),
+            **({"live": live, "exact": live is not None} if include_buffer else {}),
         }, path)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -303,6 +346,15 @@ class Agent:
         self.load_state_dict(checkpoint["state"])
         self.num_steps = checkpoint["num_steps"]
         set_rng_state(self.rng, checkpoint["rng"])
+
+    def resume(self, checkpoint: dict[str, Any]) -> bool:
+        """`restore`, then the episodes in progress (their env copies made here); True when
+        this continues the run exactly, False when `learn` will start new episodes."""
+        self.restore(checkpoint)
+        if checkpoint.get("live") is not None:
+            self._restore_live(checkpoint["live"])
+            set_rng_state(self.rng, checkpoint["rng"])  # making the env copies may draw
+        return bool(checkpoint.get("exact", False))
 
 
 def read_checkpoint(path: str | Path, kind: str | None = None,

@@ -79,6 +79,10 @@ class MultiAgent(Agent):
         self.envs.resets = self.stats.episodes
         return self.envs.reset()
 
+    def open_envs(self) -> None:
+        self.envs = self.make_envs(self.config.n_envs,
+                                   want_state=getattr(self, "use_env_state", False))
+
     # ----------------------------------------------------------------- acting
     def inputs(self, obs: Any, rms: Any = None) -> Any:
         """(..., n_agents, obs_dim) raw -> normalized observations with the agent one-hot:

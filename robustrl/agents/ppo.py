@@ -181,6 +181,9 @@ class PPO(Agent):
             return gym.vector.AsyncVectorEnv([self.env_fn] * cfg.n_envs, autoreset_mode=mode)
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
 
+    def open_envs(self) -> None:
+        self.envs = self._make_envs()
+
     def _collect(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         n, t_max = cfg.n_envs, cfg.n_steps

@@ -122,16 +122,20 @@ def _score(result: dict[str, Any], job: Job) -> list[float]:
 
 
 def trained_agent(job: Job):
-    """The job's trained agent: reuse a finished run, resume a partial one, else train.
+    """The job's trained agent: reuse a finished run, resume a partial one where the resume
+    is exact (else retrain it from scratch), else train.
 
     No training bar: it would garble the driver's bar over cells. The agent returned only
     acts, so its envs are closed: evaluation envs then run in this process (libsumo allows
     one simulation per process, and dynamics perturbations need it at hand)."""
     from robustrl.train import load_run_agent, load_run_config, train
+    from robustrl.train.rundir import checkpoint_is_exact, clear_run
 
     run_dir = Path(job.run_dir)
     if not (run_dir / "agent.pt").exists():
-        if (run_dir / "config.toml").exists():  # interrupted: resume (or restart) it
+        if (run_dir / "config.toml").exists() and not checkpoint_is_exact(run_dir):
+            clear_run(run_dir)  # its env state was not saved: only a fresh run is the same
+        if (run_dir / "config.toml").exists():  # interrupted: resume it exactly
             trained = train(load_run_config(run_dir), run_dir, resume=True,
                             show_progress=False)
         else:

@@ -69,6 +69,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         result = evaluate_run(args.run_dir, args.episodes, args.perturb or [], args.seed,
                               which=args.which, video=args.video)
+    if "note" in result:
+        print(f"robustrl: note: {result['note']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -51,9 +51,9 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(
-                str(Path(directory) / "tb"),
-                purge_step=None if resume_step is None else resume_step + 1)
+            # purge what came after the checkpoint's step, keeping the point logged at it
+            purge = None if resume_step is None else resume_step + 1
+            self.writer = SummaryWriter(str(Path(directory) / "tb"), purge_step=purge)
 
     def _rewrite(self) -> None:
         out = io.StringIO()

@@ -41,7 +41,7 @@ from robustrl.core.provenance import provenance
 from robustrl.data.dataset import OfflineDataset, load_dataset, peek_env_id
 from robustrl.data.generate import GenerateConfig, reference_returns, rollout_returns
 from robustrl.envs import make
-from robustrl.train.rundir import read_run_toml, run_provenance
+from robustrl.train.rundir import lock_run, read_run_toml, run_provenance
 
 
 # ----------------------------------------------------------------------------- learners
@@ -249,6 +249,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
     if not env_id:
         raise RobustRLError(f"dataset {r.dataset} does not name its env; pass --env ID")
     out = Path(out) if out is not None else None
+    lock = lock_run(out) if out is not None and resume else None  # one process per run
     if out is not None and not resume and (out / "config.toml").exists():
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
     references = _references(data, cfg, env_id)
@@ -281,6 +282,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
             resume_step = 0
         else:
             out.mkdir(parents=True, exist_ok=True)
+            lock = lock_run(out)
             save_offline_config(out, cfg)
     logger = (MetricsLogger(out, resume_step=resume_step, tensorboard=r.tensorboard)
               if out is not None else None)
@@ -326,6 +328,8 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
         evaluation = evaluate()
     if out is not None:
         _save(worker, sampler, cfg, out / "agent.pt")
+    if lock is not None:
+        lock.close()
     return OfflineResult(worker, evaluation, out)
 
 

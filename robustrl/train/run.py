@@ -31,7 +31,13 @@ from robustrl.core.tracking import check_tracker, make_tracker
 from robustrl.reward import HeronConfig, RewardConfig
 from robustrl.train.eval_during import PeriodicEval, check_eval
 from robustrl.train.pipeline import training_envs
-from robustrl.train.rundir import read_run_toml, run_provenance
+from robustrl.train.rundir import (
+    check_agent_file,
+    lock_run,
+    read_run_toml,
+    record_inexact_resume,
+    run_provenance,
+)
 from robustrl.train.support import check_supported
 
 
@@ -145,6 +151,13 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def holds_run(out: Path) -> bool:
+    """Whether `out` holds a started run (a config.toml alone is a run that failed before its
+    first step: the corrected command may reuse the directory)."""
+    return (out / "config.toml").exists() and any(
+        (out / f).exists() for f in ("metrics.csv", "checkpoint.pt", "agent.pt"))
+
+
 def train(cfg: Run, out: str | Path, resume: bool = False,
           show_progress: bool = True) -> Agent:
     """Train into run directory `out`; with `resume`, continue from its last checkpoint.
@@ -158,8 +171,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     check_tracker(cfg.run.track)
     check_eval(cfg.run.eval_every, cfg.run.eval_episodes)
     checkpoint_path = out / "checkpoint.pt"
-    started = any((out / f).exists() for f in ("metrics.csv", "checkpoint.pt", "agent.pt"))
-    if not resume and (out / "config.toml").exists() and started:  # else: failed before training
+    lock = lock_run(out) if resume else None  # held until this returns; freed if killed
+    if not resume and holds_run(out):
         raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
     cls = agent_class(cfg.run.agent)
     # made before the run directory: an env the learner cannot use leaves nothing behind
@@ -167,19 +180,27 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
                                cfg.run.seed)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
+        lock = lock_run(out)
+        if holds_run(out):  # another process started it meanwhile
+            raise RobustRLError(f"{out} already holds a run; use --resume {out} or another --out")
         save_run_config(out, cfg)
     # Building the reward model seeds torch's global generator; training continues from the
     # state it left, as when the loop was built after the agent (same results as before).
     torch_rng = torch.get_rng_state()
     agent = cls(envs, cfg.agent, seed=cfg.run.seed, env_kwargs=cfg.env)
-    resume_step = None
+    resume_step, note = None, {}
     if resume and checkpoint_path.exists():
-        agent.restore(read_checkpoint(checkpoint_path))
+        if not agent.resume(read_checkpoint(checkpoint_path)):
+            record_inexact_resume(out, agent.num_steps, "an env's state cannot be saved")
+            print(f"robustrl: note: resuming {out} at step {agent.num_steps} with new episodes "
+                  "(this env's state cannot be saved); recorded in config.toml", file=sys.stderr)
+            note = {"resumed_inexact_at": float(agent.num_steps)}  # on the next metrics row
         resume_step = agent.num_steps
     elif resume:
         resume_step = 0  # killed before the first checkpoint: start over, drop partial logs
     if loop is not None:
-        torch.set_rng_state(torch_rng)
+        if not resume_step:  # a restored checkpoint brought its own torch state
+            torch.set_rng_state(torch_rng)
         if resume and (out / "reward.pt").exists() and resume_step:
             loop.load(out / "reward.pt")
     logger = MetricsLogger(out, resume_step=resume_step, tensorboard=cfg.run.tensorboard,
@@ -189,8 +210,9 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     last_checkpoint = agent.num_steps
 
     def callback(agent: Agent, metrics: dict[str, float]) -> None:
-        nonlocal last_checkpoint
+        nonlocal last_checkpoint, note
         check_logged(agent.num_steps, metrics, modules_of(agent))
+        metrics, note = {**metrics, **note}, {}
         if loop is not None:
             metrics = {**metrics, **loop.on_callback(agent)}
         logger.log(agent.num_steps, {**metrics, **evals(agent)})
@@ -213,11 +235,18 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     if loop is not None:
         loop.save(out / "reward.pt")
     agent.save(out / "agent.pt")
+    lock.close()
     return agent
 
 
 def resume(out: str | Path) -> Agent:
     return train(load_run_config(out), out, resume=True)
+
+
+def run_identity(cfg: Run) -> dict[str, Any]:
+    """What an agent file of this run records about it (`Agent.save`'s keys)."""
+    return {"agent": cfg.run.agent, "env_id": cfg.run.env, "env_kwargs": cfg.env,
+            "seed": cfg.run.seed, "config": to_dict(cfg.agent)}
 
 
 def load_run_agent(out: str | Path, which: str = "final") -> Agent:
@@ -232,6 +261,7 @@ def load_run_agent(out: str | Path, which: str = "final") -> Agent:
     import_user_modules(cfg.run.imports)
     for name in files[which]:
         if (out / name).exists():
+            check_agent_file(out / name, run_identity(cfg))
             return load(out / name)
     if which == "best":
         raise RobustRLError(f"{out} has no best.pt; train with --set run.eval_every=N to keep "

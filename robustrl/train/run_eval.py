@@ -11,7 +11,7 @@ from robustrl.agents.base import Agent
 from robustrl.core.errors import RobustRLError
 from robustrl.train.evaluation import evaluate
 from robustrl.train.pipeline import eval_env
-from robustrl.train.run import load_run_agent
+from robustrl.train.run import load_run_agent, load_run_config
 from robustrl.train.video import prepare_headless, record
 
 
@@ -36,13 +36,22 @@ def evaluate_run(run_dir: str | Path, episodes: int, perturb: Sequence[str] = ()
                  seed: int = 10_000, which: str = "final",
                  video: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run directory's `which` agent ("final" or "best", see `load_run_agent`);
-    the result of `evaluate` plus run, which, agent, env and perturbations."""
+    the result of `evaluate` plus run, which, agent, env, perturbations, the steps trained and
+    planned, `finished` and, for an unfinished run (its latest checkpoint), a `note`."""
     if video is not None:
         prepare_headless()  # before anything imports mujoco
     agent = load_run_agent(run_dir, which)
     agent.close()  # it only acts from here on: its evaluation env runs in this process
-    return {"run": str(run_dir), "which": which,
-            **evaluate_agent(agent, episodes, perturb, seed, video)}
+    planned = load_run_config(run_dir).run.steps
+    finished = (Path(run_dir) / "agent.pt").exists()
+    result = {"run": str(run_dir), "which": which,
+              **evaluate_agent(agent, episodes, perturb, seed, video),
+              "steps": int(agent.num_steps), "planned_steps": planned, "finished": finished}
+    if not finished:
+        result["note"] = (f"{run_dir} is unfinished: evaluated its checkpoint at step "
+                          f"{agent.num_steps} of {planned} planned (robustrl train --resume "
+                          f"{run_dir} finishes it)")
+    return result
 
 
 def evaluate_sb3(model: str | Path, algo: str, env_id: str, episodes: int,

@@ -83,6 +83,8 @@ def at_step(error: NonFiniteError, step: int) -> NonFiniteError:
 class GuardedEnv(gym.Wrapper):
     """A Gymnasium env whose observations and rewards are checked as they leave it."""
 
+    STATELESS = True  # nothing of its own to save for an exact resume (robustrl.envs.state)
+
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
         check_finite(obs, "env observation (at reset)")
@@ -98,6 +100,8 @@ class GuardedEnv(gym.Wrapper):
 class GuardedForwardingEnv:
     """The same for an env that is no `gym.Env` (a PettingZoo ParallelEnv with dicts of
     per-agent values, an env in a worker process); everything else is forwarded to it."""
+
+    STATELESS = True
 
     def __init__(self, env: Any):
         self.env = env

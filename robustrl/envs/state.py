@@ -13,7 +13,8 @@ puts them back into an env made the same way. Per family:
 - anything else (a user's env): restorable when one layer defines `get_state()` and
   `set_state(state)` (its own hook; time-limit counters are saved with it), else not.
 - a wrapper added after `robustrl.envs.make` outside `robustrl.envs` (a learned reward, a
-  perturbation) holds state of its own elsewhere: not restorable.
+  perturbation) holds state of its own elsewhere: not restorable, unless it declares
+  `STATELESS = True` (the NaN guard of robustrl.core.guards).
 """
 
 from __future__ import annotations
@@ -130,8 +131,11 @@ def _hook_layer(env: Any) -> Any:
 
 
 def _foreign_wrapper(env: Any) -> bool:
+    """A robustrl wrapper from outside envs/ that keeps state of its own (a wrapper declaring
+    `STATELESS = True`, such as the NaN guard, only checks what passes through)."""
     return any(type(layer).__module__.startswith("robustrl.")
                and not type(layer).__module__.startswith("robustrl.envs")
+               and not getattr(type(layer), "STATELESS", False)
                for layer in wrapper_chain(env))
 
 

@@ -126,5 +126,5 @@ strengths = [0.5]
     result = report(summary.db, tmp_path / "rep")
     agents = {s.agent for s in result["summaries"]}
     assert agents == {"ppo", "sb3:ppo"}
-    assert all(s.seeds == 1 and s.auc is not None for s in result["summaries"])
+    assert all(s.seeds == 1 for s in result["summaries"])  # (AUC needs random_baseline)
     assert (tmp_path / "rep" / "gym-CartPole-v1.png").stat().st_size > 0

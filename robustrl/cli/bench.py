@@ -8,7 +8,7 @@ import sys
 from robustrl.core.errors import RobustRLError
 
 USAGE = ("robustrl bench SUITE.toml [--backend local|ray] [--workers N] [--db PATH] "
-         "[--out DIR] [--address auto]\n"
+         "[--out DIR] [--address auto] [--fail-fast]\n"
          "       robustrl bench report DB [--out DIR]\n"
          "       robustrl bench export DB [--out FILE.csv] [--table episodes|cells|runs]")
 
@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "export: CSV file")
     parser.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start "
                         "Ray locally)")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop the sweep at the first failing job (default: store it as "
+                        "failed with its error, run the others; a rerun retries it)")
     parser.add_argument("--table", default="episodes", choices=["episodes", "cells", "runs"],
                         help="export: which table")
 
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"report: {result['out'] / 'report.md'}")
             for plot in result["plots"]:
                 print(f"plot:   {plot}")
+            _print_failures(db)
             return 0
         from pathlib import Path
 
@@ -68,11 +72,27 @@ def run(args: argparse.Namespace) -> int:
     from robustrl.bench.runner import run_suite
 
     summary = run_suite(action, backend=args.backend, workers=args.workers, db=args.db,
-                        out=args.out, address=args.address)
+                        out=args.out, address=args.address, fail_fast=args.fail_fast)
     print(f"suite done: {summary.cells} cells ({summary.skipped} already finished, "
-          f"{summary.ran} run) in {summary.seconds:.1f}s -> {summary.db}")
+          f"{summary.ran} run, {len(summary.failures)} jobs failed) in {summary.seconds:.1f}s "
+          f"-> {summary.db}")
     print(f"report: robustrl bench report {summary.db}")
+    if summary.failures:
+        _print_failures(summary.db)
+        return 1
     return 0
+
+
+def _print_failures(db: str) -> None:
+    """The failed jobs stored in `db` (their cells are missing from the report)."""
+    from robustrl.bench.store import read_failures
+
+    failures = read_failures(db)
+    if not failures:
+        return
+    print(f"\n{len(failures)} failed job(s), cells missing; rerun the suite to retry only these:")
+    for f in failures:
+        print(f"  {f['agent']} on {f['env']} seed {f['seed']}: {f['error']}")
 
 
 def main(argv: list[str] | None = None) -> int:

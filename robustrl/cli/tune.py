@@ -1,0 +1,34 @@
+"""`robustrl tune SPEC.toml [--workers N] [--out DIR]`: hyperparameter search with Optuna."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Tune an agent's hyperparameters with Optuna (TPE, median pruning on intermediate "
+        "evaluation returns) at a fixed budget per trial; the objective is the clean return "
+        "or the IQM of returns under listed perturbations. The study is stored in SQLite: "
+        "rerun the same command to resume a killed run. Writes best.toml (an "
+        "agents/<algo>.toml section) and best_set.txt (a --set line). Needs "
+        "pip install 'robustrl[tune]'; the spec schema is in robustrl/bench/tune_spec.py.")
+    parser.add_argument("spec", metavar="SPEC.toml", help="tuning spec, e.g. "
+                        "experiments/tuning/cartpole_ppo.toml")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="trials run in parallel (processes sharing the study; default 1)")
+    parser.add_argument("--out", help="folder of the study, trial runs and outputs (default: "
+                        "the spec's `out`, else runs/tune/<name>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustrl.bench.tune import run_tune
+
+    summary = run_tune(args.spec, workers=args.workers, out=args.out)
+    print(f"{summary.finished} trials finished ({summary.failed} failed or interrupted); "
+          f"best value {summary.best_value:.4g}")
+    print(summary.agents_toml)
+    print(summary.set_line)
+    print(f"wrote {summary.out / 'best.toml'}, {summary.out / 'best_set.txt'}, "
+          f"{summary.out / 'trials.csv'}")
+    return 0

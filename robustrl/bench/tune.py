@@ -6,8 +6,10 @@ stopped: its interrupted trial is marked failed (it counts toward nothing) and t
 trials run. Trials run in this process (`workers=1`) or in `workers` spawned processes that
 share the study; each trial trains one run per seed into `<out>/trials/<number>/seed<k>/`.
 
-When `trials` trials are finished it writes `<out>/best.toml` (a ready `agents/<algo>.toml`
-section), `<out>/best_set.txt` (the `--set` line) and `<out>/trials.csv`.
+A spec with variants (an equal-budget comparison) runs one study per variant in
+`<out>/<label>/`, one after the other. When `trials` trials are finished a study writes
+`<out>/best.toml` (a ready `agents/<algo>.toml` section), `<out>/best_set.txt` (the `--set`
+line) and `<out>/trials.csv`.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _objective(trial: Any, spec: TuneSpec, params: list[Param], out: Path) -> fl
     return float(np.mean(scores))
 
 
-def _work(spec_path: str, out: str) -> None:
+def _work(spec_path: str, label: str, out: str) -> None:
     """One trial runner: claim a trial while fewer than `trials` are finished or running,
     run it, tell the study; the claim is under a file lock, so workers never overshoot."""
     from robustrl.bench.worker import init_worker
@@ -155,7 +157,7 @@ def _work(spec_path: str, out: str) -> None:
     if multiprocessing.parent_process() is not None:
         init_worker()
     optuna = _optuna()
-    spec, params = load_tune_spec(spec_path)
+    [(spec, params)] = [(s, p) for name, s, p in load_tune_spec(spec_path) if name == label]
     out_dir = Path(out)
     study = _open_study(spec, out_dir)
     while True:
@@ -176,13 +178,22 @@ def _work(spec_path: str, out: str) -> None:
 
 
 def run_tune(spec_path: str | Path, workers: int = 1, out: str | Path | None = None
-             ) -> TuneSummary:
-    """Run (or resume) the study of `spec_path` until `trials` trials are finished."""
-    optuna = _optuna()
-    spec, _ = load_tune_spec(spec_path)
+             ) -> list[TuneSummary]:
+    """Run (or resume) the study (or each variant's) of `spec_path` until `trials` trials
+    are finished; one summary per study."""
+    _optuna()
+    studies = load_tune_spec(spec_path)
     if workers < 1:
         raise RobustRLError(f"--workers must be >= 1, got {workers}")
-    out_dir = Path(out or spec.out or f"runs/tune/{spec.name}").resolve()
+    first = studies[0][1]
+    base = Path(out or first.out or f"runs/tune/{first.name.removesuffix('-' + studies[0][0])}")
+    return [_run_study(str(spec_path), label, spec, workers, (base / label).resolve())
+            for label, spec, _ in studies]
+
+
+def _run_study(spec_path: str, label: str, spec: TuneSpec, workers: int, out_dir: Path
+               ) -> TuneSummary:
+    optuna = _optuna()
     out_dir.mkdir(parents=True, exist_ok=True)
     with _lock(out_dir / "study.lock", blocking=False):
         study = _open_study(spec, out_dir)
@@ -190,10 +201,10 @@ def run_tune(spec_path: str | Path, workers: int = 1, out: str | Path | None = N
             # left RUNNING by a killed tuning run (we hold the lock): it will never finish
             study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         if workers == 1:
-            _work(str(spec_path), str(out_dir))
+            _work(spec_path, label, str(out_dir))
         else:
             ctx = multiprocessing.get_context("spawn")
-            procs = [ctx.Process(target=_work, args=(str(spec_path), str(out_dir)))
+            procs = [ctx.Process(target=_work, args=(spec_path, label, str(out_dir)))
                      for _ in range(workers)]
             for p in procs:
                 p.start()

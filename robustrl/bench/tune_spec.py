@@ -18,10 +18,21 @@ space, and the best configuration written as an `agents/<algo>.toml` section and
     n_epochs = { low = 2, high = 10 }               # int (both bounds integers)
     ent_coef = { choices = [0.0, 0.01] }            # categorical
     "robust.lam" = { low = 0.01, high = 1.0, log = true }
+
+An equal-budget comparison lists variants; each is its own study (`<out>/<label>/`) with the
+same steps, seeds, trials, objective and evaluation, its `set` and `space` added to the
+shared ones:
+
+    [variants.ppo]
+    space = { ent_coef = { low = 1e-5, high = 1e-2, log = true } }
+    [variants.ernie]
+    set = { "robust.method" = "ernie" }
+    space = { "robust.lam" = { low = 1e-3, high = 1.0, log = true } }
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +57,10 @@ class TuneSpec:
     """Training budget of one trial, in env steps, per seed (the same for every trial)."""
     trials: int
     """Trials to finish (complete or pruned); a resumed study stops at this count."""
-    space: dict[str, Any]
+    space: dict[str, Any] = field(default_factory=dict)
     """Search space: `--set` key -> {low, high[, log, step]} or {choices = [...]}."""
+    variants: dict[str, Any] = field(default_factory=dict)
+    """Equal-budget comparison: label -> {set = {...}, space = {...}} (see the module doc)."""
     name: str = ""
     """Study name (default: the spec file's stem)."""
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -95,8 +108,9 @@ class Param:
         return self.choices[0] if self.kind == "categorical" else self.low
 
 
-def load_tune_spec(path: str | Path) -> tuple[TuneSpec, list[Param]]:
-    """Read and check a tuning spec; every problem is one `RobustRLError` line."""
+def load_tune_spec(path: str | Path) -> list[tuple[str, TuneSpec, list[Param]]]:
+    """Read and check a tuning spec: (label, spec, search space) per study ("" when the spec
+    has no variants); every problem is one `RobustRLError` line."""
     path = Path(path)
     if not path.is_file():
         raise RobustRLError(f"tuning spec {path} not found")
@@ -113,11 +127,21 @@ def load_tune_spec(path: str | Path) -> tuple[TuneSpec, list[Param]]:
     except RobustRLError as e:
         raise RobustRLError(f"tuning spec {path}: {e}") from None
     spec.name = spec.name or path.stem
+    studies = [("", spec)]
+    if spec.variants:
+        studies = [(label, _variant(spec, label, v)) for label, v in spec.variants.items()]
     try:
-        params = _check(spec)
+        return [(label, s, _check(s)) for label, s in studies]
     except RobustRLError as e:
         raise RobustRLError(f"tuning spec {path}: {e}") from None
-    return spec, params
+
+
+def _variant(spec: TuneSpec, label: str, variant: Any) -> TuneSpec:
+    if not isinstance(variant, dict) or set(variant) - {"set", "space"}:
+        raise RobustRLError(f"variants.{label} may hold only set = {{...}} and space = {{...}}")
+    return dataclasses.replace(spec, name=f"{spec.name}-{label}", variants={},
+                               set={**spec.set, **variant.get("set", {})},
+                               space={**spec.space, **variant.get("space", {})})
 
 
 def _param(key: str, value: Any) -> Param:
@@ -187,9 +211,11 @@ def overrides(spec: TuneSpec, values: dict[str, Any]) -> dict[str, Any]:
 
 def set_line(spec: TuneSpec, values: dict[str, Any]) -> str:
     """`--set k=v ...` reproducing a configuration on the command line."""
+    from robustrl.core.config import parse_value
+
     def text(v: Any) -> str:
-        return str(v).lower() if isinstance(v, bool) else repr(v) if isinstance(v, str) \
-            else str(v).replace(" ", "")
+        plain = str(v).lower() if isinstance(v, bool) else str(v).replace(" ", "")
+        return plain if parse_value(plain) == v else repr(v)  # quote only where needed
 
     return " ".join(f"--set {k}={text(v)}" for k, v in overrides(spec, values).items())
 

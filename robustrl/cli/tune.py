@@ -24,11 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustrl.bench.tune import run_tune
 
-    summary = run_tune(args.spec, workers=args.workers, out=args.out)
-    print(f"{summary.finished} trials finished ({summary.failed} failed or interrupted); "
-          f"best value {summary.best_value:.4g}")
-    print(summary.agents_toml)
-    print(summary.set_line)
-    print(f"wrote {summary.out / 'best.toml'}, {summary.out / 'best_set.txt'}, "
-          f"{summary.out / 'trials.csv'}")
+    for summary in run_tune(args.spec, workers=args.workers, out=args.out):
+        print(f"{summary.out}: {summary.finished} trials finished ({summary.failed} failed or "
+              f"interrupted); best value {summary.best_value:.4g}")
+        print(summary.agents_toml)
+        print(summary.set_line)
+        print(f"wrote best.toml, best_set.txt, trials.csv in {summary.out}\n")
     return 0

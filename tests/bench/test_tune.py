@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from robustrl.agents import agent_class
 from robustrl.bench.tune import iqm, run_tune
 from robustrl.cli import tune as tune_cli
-from robustrl.core.config import parse_assignments
+from robustrl.core.config import from_dict, parse_assignments
 from robustrl.core.errors import RobustRLError
 from robustrl.train import build_run
 
@@ -55,6 +56,8 @@ def test_tiny_study_writes_a_ready_config_and_set_line(tmp_path, capsys):
     best = tomllib.loads((tmp_path / "best.toml").read_text())["gym/CartPole-v1"]
     assert 1e-4 <= best["lr"] <= 3e-3 and 2 <= best["n_epochs"] <= 8
     assert best["ent_coef"] in (0.0, 0.01) and best["n_steps"] == 64  # fixed settings kept
+    config = from_dict(agent_class("ppo").Config, best, prefix="agent.")  # a valid section
+    assert config.lr == best["lr"]
     # The --set line rebuilds exactly the best trial's configuration.
     line = (tmp_path / "best_set.txt").read_text().split()
     run = build_run("ppo", "gym/CartPole-v1", 1024, 0, parse_assignments(line[1::2]))
@@ -66,7 +69,7 @@ def test_tiny_study_writes_a_ready_config_and_set_line(tmp_path, capsys):
     assert len(list((tmp_path / "trials").glob("*/seed0/config.toml"))) == 3
 
     # Rerunning a finished study runs nothing more.
-    summary = run_tune(SMOKE, out=tmp_path)
+    [summary] = run_tune(SMOKE, out=tmp_path)
     assert summary.finished == 3 and len(_states(tmp_path)) == 3
 
 
@@ -91,7 +94,7 @@ def test_killed_tuning_run_resumes_without_duplicate_trials(tmp_path):
     before = _states(tmp_path)
     assert before[-1] == "RUNNING" and len(before) < 4
 
-    summary = run_tune(SMOKE, out=tmp_path)
+    [summary] = run_tune(SMOKE, out=tmp_path)
     states = _states(tmp_path)
     # Only the interrupted trial is extra (failed); 3 finished, none ran twice.
     assert states.count("FAIL") == 1 and states[len(before) - 1] == "FAIL"
@@ -107,7 +110,7 @@ def test_robust_objective_is_the_iqm_under_the_perturbations(tmp_path):
         'startup_trials = 2', 'startup_trials = 2\nobjective = "robust"\n'
         'perturbations = ["none", "obs-gaussian:0.5", "act-replace:0.5"]')
     spec.write_text(text)
-    summary = run_tune(spec, out=tmp_path / "out")
+    [summary] = run_tune(spec, out=tmp_path / "out")
     assert summary.finished == 1 and summary.best_value > 0
     assert iqm([1, 2, 3, 4, 100, -50, 2, 3]) == pytest.approx(2.5)  # the tails are dropped
 
@@ -117,7 +120,7 @@ def test_two_workers_share_the_study_without_overshooting(tmp_path):
     spec = tmp_path / "two.toml"
     spec.write_text(SMOKE.read_text().replace("steps = 1024", "steps = 256").replace(
         "eval_every = 256", "eval_every = 128"))
-    summary = run_tune(spec, workers=2, out=tmp_path / "out")
+    [summary] = run_tune(spec, workers=2, out=tmp_path / "out")
     assert summary.finished == 3 and len(_states(tmp_path / "out")) == 3
 
 
@@ -143,3 +146,17 @@ def test_missing_optuna_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(RobustRLError, match=r"pip install 'robustrl\[tune\]'"):
         run_tune(SMOKE, out=tmp_path)
+
+
+def test_comparison_spec_gives_each_variant_the_same_budget():
+    """experiments/tuning/ppo_vs_ernie_hopper.toml: one study per variant, equal budgets."""
+    from robustrl.bench.tune_spec import load_tune_spec
+
+    studies = load_tune_spec(ROOT / "experiments" / "tuning" / "ppo_vs_ernie_hopper.toml")
+    assert [label for label, _, _ in studies] == ["ppo", "ernie"]
+    (_, ppo, ppo_space), (_, ernie, ernie_space) = studies
+    for key in ("steps", "seeds", "trials", "objective", "perturbations", "episodes"):
+        assert getattr(ppo, key) == getattr(ernie, key), key
+    assert [p.key for p in ppo_space] == ["lr", "ent_coef"]
+    assert [p.key for p in ernie_space] == ["lr", "ent_coef", "robust.lam", "robust.eps"]
+    assert ernie.set["robust.method"] == "ernie" and "robust.method" not in ppo.set

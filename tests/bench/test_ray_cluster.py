@@ -5,6 +5,7 @@ shared file system), and a node killed mid-sweep loses and duplicates nothing.""
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ from robustrl.bench import run_suite
 from robustrl.bench.store import read_failures
 from robustrl.cli import bench as bench_cli
 
+ROOT = Path(__file__).resolve().parents[2]
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -82,21 +84,42 @@ def _check_shipped(out: Path, n_runs: int) -> None:
         assert not (run / "checkpoint.pt").exists()
 
 
-def test_one_node_cluster_via_cli_address_matches_local(tmp_path):
-    """The CI variant: `robustrl bench --backend ray --address` on a one-node cluster."""
+BROKEN = """
+[[train]]
+label = "broken"
+agents = ["ppo"]
+envs = ["custom/BrokenCartPole-v1"]
+steps = 128
+set = { n_envs = 1, n_steps = 64, "run.imports" = ["tests.bench.broken_env"] }
+"""
+
+
+def test_one_node_cluster_via_cli_address_matches_local(tmp_path, monkeypatch):
+    """The CI variant: `robustrl bench --backend ray --address` on a one-node cluster, with
+    one job that raises: stored as failed, the others finish, and it is not retried."""
     suite = _suite(tmp_path, [0, 1], 128)
+    suite.write_text(suite.read_text() + BROKEN)
+    monkeypatch.setenv("ROBUSTRL_TEST_BREAK", "1")  # the Ray workers inherit it
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH",
+                                                                                 "")]))
+    monkeypatch.setenv("ROBUSTRL_TEST_BREAK_LOG", str(tmp_path / "local.log"))
     run_suite(suite, workers=1, out=tmp_path / "local")
+    monkeypatch.setenv("ROBUSTRL_TEST_BREAK_LOG", str(tmp_path / "ray.log"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2,
                                                              "include_dashboard": False})
     try:
         assert bench_cli.run(_args(str(suite), "--backend", "ray", "--address",
-                                   cluster.address, "--out", str(tmp_path / "ray"))) == 0
+                                   cluster.address, "--out", str(tmp_path / "ray"))) == 1
     finally:
         ray.shutdown()
         cluster.shutdown()
     local, remote = tmp_path / "local" / "results.sqlite", tmp_path / "ray" / "results.sqlite"
     assert _tables(remote) == _tables(local) and len(_tables(local)["cells"]) == 4
     _check_shipped(tmp_path / "ray", 2)
+    failures = read_failures(remote)
+    assert [f["error"] for f in failures] == ["RuntimeError: simulated crash in "
+                                              "BrokenCartPole.step"] * 2  # one per seed
+    assert len((tmp_path / "ray.log").read_text().splitlines()) == 2  # one attempt each
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from robustrl.bench.backends import error_line
 from robustrl.bench.tune_spec import (
     Param,
     TuneSpec,
@@ -160,6 +161,7 @@ def _work(spec_path: str, label: str, out: str) -> None:
     [(spec, params)] = [(s, p) for name, s, p in load_tune_spec(spec_path) if name == label]
     out_dir = Path(out)
     study = _open_study(spec, out_dir)
+    failed = 0
     while True:
         with _lock(out_dir / "claim.lock", blocking=True):
             c = _counts(study)
@@ -170,9 +172,15 @@ def _work(spec_path: str, label: str, out: str) -> None:
             value = _objective(trial, spec, params, out_dir)
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        except RobustRLError as e:  # a configuration the learner refuses: not worth retrying
-            trial.set_user_attr("error", str(e))
+        except Exception as e:  # stored as failed with its line; a bug still surfaces
+            trial.set_user_attr("error", error_line(e))
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            failed += 1
+            if not isinstance(e, RobustRLError):
+                raise
+            if failed >= spec.trials:  # e.g. every sampled value refused: do not loop forever
+                raise RobustRLError(f"{failed} trials of {spec.name} failed; the last: "
+                                    f"{error_line(e)}") from None
         else:
             study.tell(trial, value)
 

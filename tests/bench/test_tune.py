@@ -115,6 +115,21 @@ def test_robust_objective_is_the_iqm_under_the_perturbations(tmp_path):
     assert iqm([1, 2, 3, 4, 100, -50, 2, 3]) == pytest.approx(2.5)  # the tails are dropped
 
 
+def test_a_failing_trial_is_stored_failed_with_its_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUSTRL_TEST_BREAK", "1")
+    spec = tmp_path / "broken.toml"
+    spec.write_text(SMOKE.read_text().replace('"gym/CartPole-v1"', '"custom/BrokenCartPole-v1"')
+                    .replace('"run.tensorboard" = false', '"run.tensorboard" = false, '
+                             '"run.imports" = ["tests.bench.broken_env"]'))
+    with pytest.raises(RuntimeError, match="simulated crash"):  # a bug is not swallowed
+        run_tune(spec, out=tmp_path / "out")
+    study = optuna.load_study(study_name="cartpole_ppo_smoke",
+                              storage=f"sqlite:///{tmp_path / 'out' / 'study.sqlite'}")
+    [trial] = study.trials
+    assert trial.state.name == "FAIL"
+    assert trial.user_attrs["error"] == "RuntimeError: simulated crash in BrokenCartPole.step"
+
+
 @pytest.mark.slow
 def test_two_workers_share_the_study_without_overshooting(tmp_path):
     spec = tmp_path / "two.toml"

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "agents/<algo>.toml section) and best_set.txt (a --set line). Needs "
         "pip install 'robustrl[tune]'; the spec schema is in robustrl/bench/tune_spec.py.")
     parser.add_argument("spec", metavar="SPEC.toml", help="tuning spec, e.g. "
-                        "experiments/tuning/cartpole_ppo.toml")
+                        "experiments/tuning/cartpole_ppo_smoke.toml")
     parser.add_argument("--workers", type=int, default=1,
                         help="trials run in parallel (processes sharing the study; default 1)")
     parser.add_argument("--out", help="folder of the study, trial runs and outputs (default: "

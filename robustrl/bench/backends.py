@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any
 
 from robustrl.bench.suite import Job
@@ -113,25 +114,43 @@ def run_ray(jobs: Sequence[Job], workers: int | None, on_result: OnResult,
     Ray starts locally with `workers` CPUs and no dashboard (or uses the one this process has
     already initialized).
     """
+    if not jobs:
+        return
+    with ray_session(address, workers):
+        import ray
+
+        _run_ray_tasks(ray, jobs, on_result, on_failure, fail_fast)
+
+
+@contextmanager
+def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
+    """Join the cluster at `address`, or start Ray here with `workers` CPUs, unless this
+    process has already initialized Ray; shut down what was started here on exit."""
     try:
         import ray
     except ImportError:
         raise RobustRLError("the ray backend needs Ray: pip install 'robustrl[ray]' "
                             "(or use --backend local)") from None
-    if not jobs:
+    if ray.is_initialized():
+        yield
         return
-    started = False
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
-                         log_to_driver=False)
-        except ConnectionError as e:
-            raise RobustRLError(f"cannot connect to a Ray cluster at '{address}' ({e}); start "
-                                "one with `ray start --head`, or drop --address") from None
-        started = True
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or default_workers(), include_dashboard=False,
+                     log_to_driver=False)
+    except ConnectionError as e:
+        raise RobustRLError(f"cannot connect to a Ray cluster at '{address}' ({e}); start "
+                            "one with `ray start --head`, or drop --address") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _run_ray_tasks(ray: Any, jobs: Sequence[Job], on_result: OnResult, on_failure: OnFailure,
+                   fail_fast: bool) -> None:
     task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES, retry_exceptions=False)(
         run_job_shipped)
     refs = {task.remote(job, shipped_files(job)): job for job in jobs}
@@ -152,9 +171,10 @@ def run_ray(jobs: Sequence[Job], workers: int | None, on_result: OnResult,
                         ray.cancel(ref)
                 continue
             on_result(result)
-    finally:
-        if started:
-            ray.shutdown()
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref)
+        raise
     if error is not None:
         raise error
 

@@ -1,4 +1,4 @@
-"""`robustrl tune SPEC.toml [--workers N] [--out DIR]`: hyperparameter search with Optuna."""
+"""`robustrl tune SPEC.toml [--workers N] [--backend local|ray] [--out DIR]`: Optuna search."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "experiments/tuning/cartpole_ppo_smoke.toml")
     parser.add_argument("--workers", type=int, default=1,
                         help="trials run in parallel (processes sharing the study; default 1)")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="local: this process or --workers processes; ray: trials as Ray "
+                        "tasks, --workers at a time (no shared file system needed)")
+    parser.add_argument("--address", help="Ray cluster to join, e.g. auto (default: start "
+                        "Ray locally)")
     parser.add_argument("--out", help="folder of the study, trial runs and outputs (default: "
                         "the spec's `out`, else runs/tune/<name>)")
 
@@ -24,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustrl.bench.tune import run_tune
 
-    for summary in run_tune(args.spec, workers=args.workers, out=args.out):
+    for summary in run_tune(args.spec, workers=args.workers, out=args.out,
+                            backend=args.backend, address=args.address):
         print(f"{summary.out}: {summary.finished} trials finished ({summary.failed} failed or "
               f"interrupted); best value {summary.best_value:.4g}")
         print(summary.agents_toml)

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from robustrl.agents import agent_class
-from robustrl.bench.tune import iqm, run_tune
+from robustrl.bench.tune import run_tune
+from robustrl.bench.tune_trial import iqm
 from robustrl.cli import tune as tune_cli
 from robustrl.core.config import from_dict, parse_assignments
 from robustrl.core.errors import RobustRLError
@@ -137,6 +138,29 @@ def test_two_workers_share_the_study_without_overshooting(tmp_path):
         "eval_every = 256", "eval_every = 128"))
     [summary] = run_tune(spec, workers=2, out=tmp_path / "out")
     assert summary.finished == 3 and len(_states(tmp_path / "out")) == 3
+
+
+@pytest.mark.slow
+def test_trials_as_ray_tasks_through_the_storage_proxy(tmp_path):
+    """--backend ray: trials run as Ray tasks in temporary folders, reporting through the
+    driver's gRPC proxy of the study; exactly `trials` finished, outputs written."""
+    pytest.importorskip("ray")
+    import ray
+
+    spec = tmp_path / "cartpole_ppo_smoke.toml"
+    spec.write_text(SMOKE.read_text().replace("steps = 1024", "steps = 512"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        [summary] = run_tune(spec, workers=2, out=tmp_path / "out", backend="ray")
+    finally:
+        ray.shutdown()
+    states = _states(tmp_path / "out")
+    assert len(states) == 3 and set(states) <= {"COMPLETE", "PRUNED"}
+    assert summary.finished == 3 and (tmp_path / "out" / "best.toml").exists()
+    assert not (tmp_path / "out" / "trials").exists()  # the runs stayed on the nodes
+    study = optuna.load_study(study_name="cartpole_ppo_smoke",
+                              storage=f"sqlite:///{tmp_path / 'out' / 'study.sqlite'}")
+    assert all(t.intermediate_values for t in study.trials)  # reports came through
 
 
 @pytest.mark.parametrize("change, message", [

@@ -12,6 +12,8 @@ Tables
               of them differs from a stored one (agents/ppo.toml edited, another robustrl
               version) is refused in one line naming what changed, so a report never mixes
               two configurations in one cell.
+    failures  jobs whose last attempt raised: their one-line error (a rerun retries them;
+              storing the job's results deletes its row)
 
 Only the driver process writes (workers return results), so SQLite never sees contention from
 the sweep itself; a second sweep on the same file is refused by an advisory lock.
@@ -59,6 +61,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_configs (
     run TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT NOT NULL, seed INTEGER NOT NULL,
     config TEXT NOT NULL, provenance TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (
+    run TEXT PRIMARY KEY, agent TEXT NOT NULL, env TEXT NOT NULL, seed INTEGER NOT NULL,
+    run_dir TEXT NOT NULL, error TEXT NOT NULL, failed_at TEXT NOT NULL);
 """
 
 EPISODE_COLUMNS = ("config_hash", "run", "agent", "env", "seed", "perturbation", "spec",
@@ -204,6 +209,7 @@ class ResultStore:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         r = result
         with self.transaction() as conn:
+            conn.execute("DELETE FROM failures WHERE run = ?", (r["run"],))
             conn.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (r["run"], r["agent"], r["env"], r["seed"], r["run_dir"], r["steps"],
                           r["lipschitz"], r["lipschitz_eps"], r["train_seconds"]))
@@ -226,6 +232,24 @@ class ResultStore:
                     (c["config_hash"], r["run"], r["agent"], r["env"], r["seed"],
                      c["perturbation"], c["spec"], c["strength"], len(c["returns"]),
                      sum(c["returns"]) / len(c["returns"]), c["seconds"], now))
+
+    def write_failure(self, job: Any, error: str) -> None:
+        """Record that `job` (a suite.Job) raised `error` (one line); a rerun retries it."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (job.run_id, job.label, job.env, job.seed, job.run_dir, error, now))
+
+
+def read_failures(db: str | Path) -> list[dict[str, Any]]:
+    """The failed jobs of a results DB (none in a DB written before failures were stored)."""
+    conn = connect(db, must_exist=True)
+    try:
+        if not conn.execute("SELECT name FROM sqlite_master WHERE name = 'failures'").fetchone():
+            return []
+        return read_table(conn, "failures")
+    finally:
+        conn.close()
 
 
 def job_config(job: Any) -> dict[str, Any]:

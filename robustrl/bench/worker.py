@@ -1,13 +1,16 @@
 """What a worker does for one job: train (or reuse / resume) a run, then evaluate its cells.
 
 Runs in a worker process (local pool or Ray); it never touches the results database and
-returns plain data, so the driver alone writes SQLite.
+returns plain data, so the driver alone writes SQLite. On Ray (`run_job_shipped`) it does not
+touch the run directory either: the run's files travel in the task's arguments and result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -219,3 +222,47 @@ def _run_job(job: Job) -> dict[str, Any]:
             "run_dir": job.run_dir, "steps": int(agent.num_steps), "lipschitz": lipschitz,
             "lipschitz_eps": job.lipschitz_eps, "train_seconds": train_seconds,
             "eval_seed": job.eval_seed, "cells": cells}
+
+
+SHIP_SKIP = frozenset({"checkpoint.pt"})
+"""Run files that stay on the worker: the full training state (replay buffer) is only needed
+to resume an interrupted run, and a shipped job that is interrupted restarts from scratch."""
+
+
+def _run_files(run_dir: Path) -> dict[str, bytes]:
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name not in SHIP_SKIP}
+
+
+def shipped_files(job: Job) -> dict[str, bytes]:
+    """Driver side: the files of the job's run directory if it holds a finished run (reused
+    as it is, with its cached adversaries); {} otherwise (the worker trains from scratch)."""
+    run_dir = Path(job.run_dir)
+    return _run_files(run_dir) if (run_dir / "agent.pt").is_file() else {}
+
+
+def run_job_shipped(job: Job, files: dict[str, bytes]) -> dict[str, Any]:
+    """`run_job` in a private temporary folder seeded with `files`; the result carries the
+    run's files under "files" ({relative path: bytes}) for the driver to write."""
+    with tempfile.TemporaryDirectory(prefix="robustrl-job-") as tmp:
+        local = Path(tmp) / "run"
+        for name, data in files.items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        result = run_job(dataclasses.replace(job, run_dir=str(local)))
+        result["files"] = _run_files(local)
+    result["run_dir"] = job.run_dir
+    return result
+
+
+def write_run_files(run_dir: str | Path, files: dict[str, bytes]) -> None:
+    """Driver side: write a shipped job's files into its run directory, each atomically."""
+    from robustrl.core.io import atomic_write_bytes
+
+    # agent.pt last: a run directory with a final agent is complete (a rerun reuses it)
+    for name, data in sorted(files.items(), key=lambda item: item[0] == "agent.pt"):
+        path = Path(run_dir) / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"refusing to write {name} outside the run directory")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)

@@ -1,4 +1,5 @@
-"""The `robustrl` command: train | eval | envs | agents | bench | reward | data | quickstart."""
+"""The `robustrl` command: train | eval | envs | agents | bench | tune | reward | data |
+quickstart."""
 
 from __future__ import annotations
 
@@ -239,6 +240,13 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
                        description=bench_cli.__doc__)
     bench_cli.add_arguments(p)
     p.set_defaults(func=bench_cli.run)
+
+    from robustrl.cli import tune as tune_cli
+
+    p = sub.add_parser("tune", help="tune hyperparameters with Optuna (SPEC.toml)",
+                       description=tune_cli.__doc__)
+    tune_cli.add_arguments(p)
+    p.set_defaults(func=tune_cli.run)
 
     from robustrl.cli import data as offline_cli
 

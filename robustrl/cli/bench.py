@@ -10,7 +10,7 @@ from robustrl.core.errors import RobustRLError
 from robustrl.core.io import check_writable_dir
 
 USAGE = ("robustrl bench SUITE.toml [--backend local|ray] [--workers N] [--db PATH] "
-         "[--out DIR] [--address auto]\n"
+         "[--out DIR] [--address auto] [--fail-fast]\n"
          "       robustrl bench report DB [--out DIR] [--curves]\n"
          "       robustrl bench curves RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME]\n"
          "       robustrl bench export DB [--out FILE.csv] [--table episodes|cells|runs]")
@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report: also draw the runs' learning curves")
     parser.add_argument("--metric", help="curves: metrics.csv column to draw (default: "
                         "episode_return, else eval_return)")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="stop the sweep at the first failing job (default: store it as "
+                        "failed with its error, run the others; a rerun retries it)")
     parser.add_argument("--table", default="episodes", choices=["episodes", "cells", "runs"],
                         help="export: which table")
 
@@ -72,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"report: {result['out'] / 'report.md'}")
             for plot in result["plots"]:
                 print(f"plot:   {plot}")
+            _print_failures(db)
             return 0
         from robustrl.bench.store import export_csv
 
@@ -89,11 +93,27 @@ def run(args: argparse.Namespace) -> int:
         check_writable_dir(Path(args.db).parent, "--db directory")
 
     summary = run_suite(action, backend=args.backend, workers=args.workers, db=args.db,
-                        out=args.out, address=args.address)
+                        out=args.out, address=args.address, fail_fast=args.fail_fast)
     print(f"suite done: {summary.cells} cells ({summary.skipped} already finished, "
-          f"{summary.ran} run) in {summary.seconds:.1f}s -> {summary.db}")
+          f"{summary.ran} run, {len(summary.failures)} jobs failed) in {summary.seconds:.1f}s "
+          f"-> {summary.db}")
     print(f"report: robustrl bench report {summary.db}")
+    if summary.failures:
+        _print_failures(summary.db)
+        return 1
     return 0
+
+
+def _print_failures(db: str) -> None:
+    """The failed jobs stored in `db` (their cells are missing from the report)."""
+    from robustrl.bench.store import read_failures
+
+    failures = read_failures(db)
+    if not failures:
+        return
+    print(f"\n{len(failures)} failed job(s), cells missing; rerun the suite to retry only these:")
+    for f in failures:
+        print(f"  {f['agent']} on {f['env']} seed {f['seed']}: {f['error']}")
 
 
 def main(argv: list[str] | None = None) -> int:

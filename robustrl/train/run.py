@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,10 @@ def holds_run(out: Path) -> bool:
 
 
 def train(cfg: Run, out: str | Path, resume: bool = False,
-          show_progress: bool = True) -> Agent:
+          show_progress: bool = True, on_log: Callable[[Agent], None] | None = None) -> Agent:
     """Train into run directory `out`; with `resume`, continue from its last checkpoint.
+
+    `on_log(agent)` runs after each log event (tuning evaluates and prunes there).
 
     The agent gets the run's env factory (`pipeline.training_envs`): with a learned reward
     every env it makes is wrapped by the preference loop.
@@ -222,6 +225,8 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
             if loop is not None:
                 loop.save(out / "reward.pt")
             last_checkpoint = agent.num_steps
+        if on_log is not None:
+            on_log(agent)
 
     try:
         agent.learn(cfg.run.steps, callback, progress=show_progress, threads=cfg.run.threads)

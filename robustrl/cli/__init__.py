@@ -80,6 +80,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
         for f in sorted(s.factors, key=lambda f: order.get(f.name, len(order))):
             print(f"    {f.name:<24} {f.direction:<6} {f.description}")
         return 0
+    if args.action == "check":
+        return check_env(args.id)
     if args.action is not None:
         raise RobustRLError(f"unknown envs action '{args.action}'; use `robustrl envs show ID`")
     rows = []
@@ -90,6 +92,21 @@ def cmd_envs(args: argparse.Namespace) -> int:
     print(table(["id", "kind", "observation space", "action space", "factors (ranked)"], rows))
     print("\n`gym/<id>` also accepts any id in Gymnasium's registry.")
     return 0
+
+
+def check_env(env_id: str | None) -> int:
+    """`robustrl envs check ID`: one line per problem (exit 1), the checker's notes after."""
+    from robustrl.envs import check_id
+
+    if not env_id:
+        raise RobustRLError("usage: robustrl envs check ID")
+    result = check_id(env_id)
+    for line in result.problems:
+        print(f"{env_id}: problem: {line}")
+    for line in result.notes:
+        print(f"{env_id}: note: {line}")
+    print(f"{env_id}: {len(result.problems)} problem(s)" if result.problems else f"{env_id}: ok")
+    return 1 if result.problems else 0
 
 
 # ----------------------------------------------------------------------------- agents
@@ -175,10 +192,12 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("envs", help="list environment ids, or `envs show ID`",
+    p = sub.add_parser("envs", help="list environment ids, `envs show ID`, `envs check ID`",
                        description="List every registered environment id with its kind, "
-                       "spaces and reward factors; `robustrl envs show ID` prints one spec.")
-    p.add_argument("action", nargs="?", choices=["show"])
+                       "spaces and reward factors; `robustrl envs show ID` prints one spec; "
+                       "`robustrl envs check ID` runs Gymnasium's env checker (PettingZoo's "
+                       "parallel API test) and robustrl's checks, one line per problem.")
+    p.add_argument("action", nargs="?", choices=["show", "check"])
     p.add_argument("id", nargs="?")
     p.add_argument("--family", help="only this family (mujoco, traffic, mpe, ...)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",

@@ -18,8 +18,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 from robustrl.core.paths import spec_dir
+from robustrl.envs.check import CheckResult
+from robustrl.envs.check import check as check_problems
 from robustrl.envs.factors import attach_factors
 from robustrl.envs.specs import EnvSpec, Factor, Kind, mark
 from robustrl.envs.worker import SubprocessEnv, SubprocessParallelEnv, spawn
@@ -103,6 +105,7 @@ def register(
     ranking: list[str] | None = None,
     kind: Kind | None = None,
     description: str = "",
+    check: bool = True,
     **defaults: Any,
 ) -> EnvSpec:
     """Register a user's Gymnasium env or PettingZoo ParallelEnv under `env_id`.
@@ -110,7 +113,8 @@ def register(
     `entry_point` is a callable (or "module:attr") returning the env; `defaults` are keyword
     arguments passed to it. `factors` maps factor name -> "higher"/"lower"; the env reports
     their values in `info["reward_factors"]` (if it reports none, the env reward is the single
-    factor `env_reward`).
+    factor `env_reward`). `check` (default on) makes the env and runs `check(env_id)` on it:
+    a problem stops here, one line each, and the id stays unregistered.
     """
     _ensure_loaded()
     if "/" not in env_id:
@@ -125,8 +129,24 @@ def register(
         ranking=tuple(ranking or [f.name for f in factor_specs]),
         description=description or "user-registered",
     )
+    previous = _REGISTRY.get(env_id)
     _REGISTRY[env_id] = spec
+    problems = check_id(env_id).problems if check else []
+    if problems:
+        if previous is None:
+            del _REGISTRY[env_id]
+        else:
+            _REGISTRY[env_id] = previous
+        raise RobustRLError(f"{env_id} fails its check (register(..., check=False) skips it): "
+                            + "; ".join(problems))
     return spec
+
+
+def check_id(env_id: str, **kwargs: Any) -> CheckResult:
+    """Problems and notes of the env `make(env_id, **kwargs)` builds, one line each:
+    Gymnasium's env checker or PettingZoo's parallel API test, then robustrl's checks of the
+    observations, rewards and declared reward factors (`robustrl.envs.check`)."""
+    return check_problems(partial(make, env_id, **kwargs), spec(env_id))
 
 
 def list_envs(family: str | None = None) -> list[str]:
@@ -158,7 +178,7 @@ def _resolve(entry_point: str | Callable[..., Any], env_spec: EnvSpec) -> Callab
         module = importlib.import_module(module_name)
     except ImportError as e:
         install = f"pip install '{env_spec.extra}'" if env_spec.extra else "install it"
-        raise RobustRLError(
+        raise MissingExtraError(
             f"{env_spec.id} needs the missing package '{e.name}'; {install}") from None
     return getattr(module, attr)
 

@@ -162,3 +162,15 @@ def test_shipped_envs_pass_their_check(env_id):
 @pytest.mark.parametrize("env_id", envs.list_envs())
 def test_every_shipped_env_passes_its_check(env_id):
     assert envs.check_id(env_id).problems == []
+
+
+def test_a_missing_extra_is_the_one_line_error_not_a_check_problem(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mpe2", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "robustrl.envs.mpe", raising=False)
+    assert main(["envs", "check", "mpe/simple_spread"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("robustrl: error: mpe/simple_spread needs the missing package "
+                            "'mpe2'; pip install 'robustrl[mpe]'\n")

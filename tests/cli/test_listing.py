@@ -62,3 +62,27 @@ def test_eval_help_points_to_a_command_that_exists():
     help_text = sub.choices["eval"].format_help()
     assert "`robustrl perturbations`" in " ".join(help_text.split())
     assert "perturbations" in sub.choices and "--list-perturbations" not in help_text
+
+
+def test_core_install_lists_everything_without_any_extra():
+    """With every extra's packages absent, the library imports and the listings work (they
+    read the TOML specs); making a family's env is what needs its extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('mpe2', 'gymnasium_robotics', 'sumo', 'sumo_rl', 'libsumo', 'traci', "
+        "'ray', 'transformers', 'sentence_transformers', 'stable_baselines3', 'optuna', "
+        "'wandb'):\n    sys.modules[name] = None\n"
+        "import robustrl.agents, robustrl.bench, robustrl.perturb, robustrl.reward, "
+        "robustrl.train\n"
+        "from robustrl.cli import main\n"
+        "assert main(['envs']) == 0 and main(['perturbations']) == 0 and main(['agents']) == 0\n"
+        "assert main(['envs', 'show', 'maze/PointMaze_UMaze-v3']) == 0\n"
+        "sys.exit(main(['envs', 'check', 'mpe/simple_spread']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "needs: pip install 'robustrl[maze]'" in out.stdout
+    assert out.stderr.endswith("pip install 'robustrl[mpe]'\n") and out.stderr.count("\n") == 1

@@ -16,7 +16,7 @@ from typing import Any
 
 from robustrl.bench.suite import Job
 from robustrl.bench.worker import init_worker, run_job
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 
 OnResult = Callable[[dict[str, Any]], None]
 
@@ -76,7 +76,7 @@ def run_ray(jobs: Sequence[Job], workers: int | None, on_result: OnResult,
     try:
         import ray
     except ImportError:
-        raise RobustRLError("the ray backend needs Ray: pip install 'robustrl[ray]' "
+        raise MissingExtraError("the ray backend needs Ray: pip install 'robustrl[ray]' "
                             "(or use --backend local)") from None
     if not jobs:
         return

@@ -125,6 +125,8 @@ def _own_parallel(env: ParallelEnv, spec: EnvSpec, seed: int) -> list[str]:
     obs, _ = env.reset(seed=seed)
     problems = [p for a, o in obs.items()
                 if (p := space_problem(o, env.observation_space(a), f"reset() observation[{a}]"))]
+    for a in env.possible_agents:
+        env.action_space(a).seed(seed)
     for t in range(STEPS):
         if not env.agents:
             obs, _ = env.reset()
@@ -149,10 +151,11 @@ def _own_parallel(env: ParallelEnv, spec: EnvSpec, seed: int) -> list[str]:
 
 def _api_check(make_env: Callable[[], Any]) -> CheckResult:
     """The library's own checker on a fresh env: its assertion or exception, and warnings."""
-    env = make_env()
+    env = None
     problems: list[str] = []
     notes: list[str] = []
     try:
+        env = make_env()
         with warnings.catch_warnings(record=True) as caught, \
                 contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("always")
@@ -169,8 +172,9 @@ def _api_check(make_env: Callable[[], Any]) -> CheckResult:
     except Exception as e:  # the checkers report by assertion or by the env's own exception
         problems.append(f"api check: {_short(_first_line(e), 160)}")
     finally:
-        with contextlib.suppress(Exception):
-            env.close()
+        if env is not None:
+            with contextlib.suppress(Exception):
+                env.close()
     return CheckResult(problems, notes)
 
 

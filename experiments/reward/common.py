@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from robustrl.core.errors import RobustRLError
 from robustrl.reward.data import PreferenceData
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_PREFS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "preferences"
+# The preference files live next to the project folder (../shared/data/preferences/), or
+# wherever $ROBUSTRL_PREFS points; README.md says where each comes from.
+SHARED_PREFS = Path(os.environ.get("ROBUSTRL_PREFS") or
+                    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "preferences")
+SOURCES = {  # file -> (data set, upstream repository : path, license)
+    "hh_rlhf_harmless_base_test.jsonl.gz": (
+        "HH-RLHF harmless-base test split", "github.com/anthropics/hh-rlhf : "
+        "harmless-base/test.jsonl.gz", "MIT"),
+    "autoj_pairwise_test.jsonl.gz": (
+        "Auto-J pairwise test set", "github.com/prometheus-eval/prometheus-eval : "
+        "eval/benchmark/data/autoj_pairwise.json", "Apache-2.0"),
+    "pandalm_testset_v1.json.gz": (
+        "PandaLM test set v1", "github.com/WeOpenML/PandaLM : data/testset-v1.json",
+        "Apache-2.0"),
+}
+
+
+def prefs_file(name: str, folder: Path | str = SHARED_PREFS) -> Path:
+    """The path of a preference file; stops with one line naming what is missing and where
+    it comes from when it is absent."""
+    path = Path(folder) / name
+    if not path.is_file():
+        what, source, license_ = SOURCES.get(name, (name, "see README.md", "see upstream"))
+        sys.exit(f"missing {path} ({what}; from {source}, {license_}): put the file there or "
+                 "set ROBUSTRL_PREFS to its folder (experiments/reward/README.md)")
+    return path
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a script's main; a RobustRLError (a missing extra, bad input) is one line."""
+    try:
+        main()
+    except RobustRLError as e:
+        sys.exit(f"{Path(sys.argv[0]).name}: error: {e}")
 
 
 def mean_std(values: Sequence[float], digits: int = 3) -> str:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from common import SHARED_PREFS, auroc, header, md_table, mean_std, minilm_features, write
+from common import auroc, header, md_table, mean_std, minilm_features, prefs_file, run, write
 
 from robustrl.reward.data import evaluate_pairs, load_preferences
 from robustrl.reward.losses import diverging_score, make_loss
@@ -29,7 +29,7 @@ FOLDS, SEEDS, LAM = 5, (0, 1, 2), 1.0
 def main() -> None:
     torch.set_num_threads(1)
     started = time.time()
-    data = load_preferences(SHARED_PREFS / "pandalm_testset_v1.json.gz", "pandalm", skip_bad=True)
+    data = load_preferences(prefs_file("pandalm_testset_v1.json.gz"), "pandalm", skip_bad=True)
     feats = minilm_features(data)
     disagree = data.votes.max(1) < 3
     prompt = np.array([data.prompts[i] for i in data.chosen], dtype=object)
@@ -95,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

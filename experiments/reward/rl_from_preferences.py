@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, md_table, mean_std, write
+from common import RESULTS, md_table, mean_std, run, write
 
 REFERENCE = "true reward"
 DIAGNOSTICS = ("rm/query_accuracy", "rm/label_noise", "rm/outlier_precision",
@@ -51,6 +51,9 @@ def main() -> None:
     args = p.parse_args()
     cells = []
     for db in args.db:
+        if not Path(db).is_file():  # connect() would create an empty database
+            raise SystemExit(f"missing results database {db}: run `robustrl bench "
+                             "experiments/reward/rlhf_mujoco.toml` (and heron_mujoco.toml) first")
         cells += sqlite3.connect(db).execute(
             "SELECT c.agent, c.seed, c.return_mean, r.run_dir, r.train_seconds "
             "FROM cells c JOIN runs r ON c.run = r.run WHERE c.perturbation = 'none'").fetchall()
@@ -113,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from common import header, md_table, mean_std, write
+from common import header, md_table, mean_std, run, write
 
 from robustrl.reward.labelers import parse_labeler
 from robustrl.reward.losses import make_loss
@@ -199,4 +199,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

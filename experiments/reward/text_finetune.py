@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RESULTS, SHARED_PREFS, header, md_table, mean_std, write
+from common import RESULTS, SHARED_PREFS, header, md_table, mean_std, prefs_file, run, write
 from text_rm import DATASETS
 
 METHODS = {  # label -> loss name, loss params (as in text_rm.py)
@@ -95,6 +95,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--csv", default=str(RESULTS / "text_finetune.csv"))
     args = p.parse_args()
+    for file, _ in DATASETS.values():  # every input there before any fit starts
+        prefs_file(file, args.data_dir)
     started = time.time()
     results = Path(args.csv)
     done = set()
@@ -157,4 +159,4 @@ def report(results: Path, args: argparse.Namespace, started: float) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import torch
-from common import SHARED_PREFS, header, md_table, mean_std, minilm_features, write
+from common import header, md_table, mean_std, minilm_features, prefs_file, run, write
 
 from robustrl.reward.data import evaluate_pairs, length_baseline, load_preferences, split_by_prompt
 from robustrl.reward.losses import MeanVarLoss, make_loss
@@ -42,8 +42,9 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.time()
     rows, ratios = [], []
-    for name, (file, fmt) in DATASETS.items():
-        data = load_preferences(SHARED_PREFS / file, fmt)
+    files = {name: prefs_file(file) for name, (file, _) in DATASETS.items()}  # all, up front
+    for name, (_, fmt) in DATASETS.items():
+        data = load_preferences(files[name], fmt)
         feats = minilm_features(data)
         half = feats.shape[1] // 2
         acc: dict[str, list[float]] = {}
@@ -109,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

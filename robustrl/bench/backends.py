@@ -22,7 +22,7 @@ from typing import Any
 
 from robustrl.bench.suite import Job
 from robustrl.bench.worker import init_worker, run_job, run_job_shipped, shipped_files
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 
 OnResult = Callable[[dict[str, Any]], None]
 OnFailure = Callable[[Job, str], None]
@@ -129,7 +129,7 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
     try:
         import ray
     except ImportError:
-        raise RobustRLError("the ray backend needs Ray: pip install 'robustrl[ray]' "
+        raise MissingExtraError("the ray backend needs Ray: pip install 'robustrl[ray]' "
                             "(or use --backend local)") from None
     if ray.is_initialized():
         yield

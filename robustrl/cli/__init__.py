@@ -1,5 +1,5 @@
-"""The `robustrl` command: train | eval | envs | agents | bench | tune | reward | data |
-quickstart."""
+"""The `robustrl` command: train | eval | envs | perturbations | agents | bench | tune | reward |
+data | quickstart."""
 
 from __future__ import annotations
 
@@ -87,7 +87,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- envs
 def cmd_envs(args: argparse.Namespace) -> int:
-    from robustrl.envs import list_envs, spec
+    from robustrl.cli import listing
+    from robustrl.envs import list_envs
     from robustrl.train import import_user_modules
 
     import_user_modules(tuple(args.imports))
@@ -95,25 +96,38 @@ def cmd_envs(args: argparse.Namespace) -> int:
     if args.action == "show":
         if not args.id:
             raise RobustRLError("usage: robustrl envs show ID")
-        s = spec(args.id)
-        print(f"{s.id}\n  kind: {s.kind or 'found out when made'}\n  {s.description}")
-        print(f"  observation space: {s.observation_space or '-'}")
-        print(f"  action space: {s.action_space or '-'}")
-        print(f"  default kwargs: {s.kwargs}")
-        print("  reward factors (default ranking, most important first):")
-        order = {name: i for i, name in enumerate(s.ranking)}
-        for f in sorted(s.factors, key=lambda f: order.get(f.name, len(order))):
-            print(f"    {f.name:<24} {f.direction:<6} {f.description}")
+        print(listing.env_details(args.id))
         return 0
+    if args.action == "check":
+        return check_env(args.id)
     if args.action is not None:
         raise RobustRLError(f"unknown envs action '{args.action}'; use `robustrl envs show ID`")
-    rows = []
-    for env_id in list_envs(args.family):
-        s = spec(env_id)
-        rows.append([env_id, s.kind or "?", s.observation_space or "-", s.action_space or "-",
-                     ",".join(s.ranking)])
-    print(table(["id", "kind", "observation space", "action space", "factors (ranked)"], rows))
-    print("\n`gym/<id>` also accepts any id in Gymnasium's registry.")
+    print(listing.envs_listing(list_envs(args.family)))
+    print("\n`gym/<id>` also accepts any id in Gymnasium's registry; details: "
+          "`robustrl envs show ID`.")
+    return 0
+
+
+def check_env(env_id: str | None) -> int:
+    """`robustrl envs check ID`: one line per problem (exit 1), the checker's notes after."""
+    from robustrl.envs import check_id
+
+    if not env_id:
+        raise RobustRLError("usage: robustrl envs check ID")
+    result = check_id(env_id)
+    for line in result.problems:
+        print(f"{env_id}: problem: {line}")
+    for line in result.notes:
+        print(f"{env_id}: note: {line}")
+    print(f"{env_id}: {len(result.problems)} problem(s)" if result.problems else f"{env_id}: ok")
+    return 1 if result.problems else 0
+
+
+# ----------------------------------------------------------------------------- perturbations
+def cmd_perturbations(args: argparse.Namespace) -> int:
+    from robustrl.cli.listing import perturbations_listing
+
+    print(perturbations_listing())
     return 0
 
 
@@ -205,19 +219,26 @@ def build_parser(reward_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=10_000, help="seed of the first episode")
     p.add_argument("--perturb", action="append", metavar="SPEC",
                    help="perturbation spec, e.g. obs-gaussian:0.1 (repeatable; "
-                   "`robustrl eval --list-perturbations`)")
+                   "`robustrl perturbations` lists every kind)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("envs", help="list environment ids, or `envs show ID`",
+    p = sub.add_parser("envs", help="list environment ids, `envs show ID`, `envs check ID`",
                        description="List every registered environment id with its kind, "
-                       "spaces and reward factors; `robustrl envs show ID` prints one spec.")
-    p.add_argument("action", nargs="?", choices=["show"])
+                       "spaces and reward factors; `robustrl envs show ID` prints one spec; "
+                       "`robustrl envs check ID` runs Gymnasium's env checker (PettingZoo's "
+                       "parallel API test) and robustrl's checks, one line per problem.")
+    p.add_argument("action", nargs="?", choices=["show", "check"])
     p.add_argument("id", nargs="?")
     p.add_argument("--family", help="only this family (mujoco, traffic, mpe, ...)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers your own envs); repeatable")
     p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("perturbations", help="list the perturbation kinds, their ranges, options",
+                       description="Every perturbation kind with what it does, the valid "
+                       "range and units of its strength, and its options.")
+    p.set_defaults(func=cmd_perturbations)
 
     p = sub.add_parser("agents", help="list the learners and what each supports",
                        description="Every registered learner with what it supports: single- "

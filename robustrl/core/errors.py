@@ -7,3 +7,8 @@ class RobustRLError(Exception):
     The message says what is wrong and what to do, e.g.
     ``unknown env id 'mujoco/Hoper-v5'; did you mean 'mujoco/Hopper-v5'?``.
     """
+
+
+class MissingExtraError(RobustRLError):
+    """An optional dependency is not installed; the message names the extra that installs it
+    (`pip install 'robustrl[mpe]'`). Tests that hit it are skipped (conftest.py)."""

@@ -18,8 +18,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 from robustrl.core.paths import spec_dir
+from robustrl.envs.check import CheckResult
+from robustrl.envs.check import check as check_problems
 from robustrl.envs.factors import attach_factors
 from robustrl.envs.specs import EnvSpec, Factor, Kind, mark
 from robustrl.envs.worker import SubprocessEnv, SubprocessParallelEnv, spawn
@@ -107,6 +109,7 @@ def register(
     kind: Kind | None = None,
     description: str = "",
     replace: bool = False,
+    check: bool = True,
     **defaults: Any,
 ) -> EnvSpec:
     """Register a user's Gymnasium env or PettingZoo ParallelEnv under `env_id`.
@@ -116,7 +119,8 @@ def register(
     their values in `info["reward_factors"]` (if it reports none, the env reward is the single
     factor `env_reward`). Registering an id again with the same entry point and settings (a
     module imported twice) is a no-op; another entry point needs `replace=True`; a built-in id
-    cannot be replaced.
+    cannot be replaced. `check` (default on) makes the env and runs `check(env_id)` on it: a
+    problem stops here, one line each, and the id stays unregistered.
     """
     _ensure_loaded()
     if "/" not in env_id:
@@ -139,8 +143,8 @@ def register(
         ranking=tuple(ranking or [f.name for f in factor_specs]),
         description=description or "user-registered",
     )
-    old = _REGISTRY.get(env_id)
-    if old is not None and old != spec:
+    previous = _REGISTRY.get(env_id)
+    if previous is not None and previous != spec:
         if env_id in _BUILTIN:
             raise RobustRLError(f"env id '{env_id}' is built in; register yours under another "
                                 "family, e.g. 'custom/...'")
@@ -148,7 +152,22 @@ def register(
             raise RobustRLError(f"env id '{env_id}' is already registered with another entry "
                                 "point or settings; pick another id or pass replace=True")
     _REGISTRY[env_id] = spec
+    problems = check_id(env_id).problems if check else []
+    if problems:
+        if previous is None:
+            del _REGISTRY[env_id]
+        else:
+            _REGISTRY[env_id] = previous
+        raise RobustRLError(f"{env_id} fails its check (register(..., check=False) skips it): "
+                            + "; ".join(problems))
     return spec
+
+
+def check_id(env_id: str, **kwargs: Any) -> CheckResult:
+    """Problems and notes of the env `make(env_id, **kwargs)` builds, one line each:
+    Gymnasium's env checker or PettingZoo's parallel API test, then robustrl's checks of the
+    observations, rewards and declared reward factors (`robustrl.envs.check`)."""
+    return check_problems(partial(make, env_id, **kwargs), spec(env_id))
 
 
 def list_envs(family: str | None = None) -> list[str]:
@@ -186,7 +205,7 @@ def _resolve(entry_point: str | Callable[..., Any], env_spec: EnvSpec) -> Callab
         module = importlib.import_module(module_name)
     except ImportError as e:
         install = f"pip install '{env_spec.extra}'" if env_spec.extra else "install it"
-        raise RobustRLError(
+        raise MissingExtraError(
             f"{env_spec.id} needs the missing package '{e.name}'; {install}") from None
     return getattr(module, attr)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 
-INSTALL = "pip install eclipse-sumo libsumo sumo-rl"
+INSTALL = "pip install 'robustrl[traffic]' (eclipse-sumo, libsumo, sumo-rl)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,13 +33,14 @@ def load_sumo_rl() -> Any:
     try:
         import sumo
     except ImportError:
-        raise RobustRLError(f"traffic envs need SUMO, which is not installed; {INSTALL}") from None
+        raise MissingExtraError(f"traffic envs need SUMO, which is not installed; {INSTALL}") \
+            from None
     if not os.path.isdir(os.environ.get("SUMO_HOME", "")):
         os.environ["SUMO_HOME"] = sumo.SUMO_HOME
     os.environ.setdefault("LIBSUMO_AS_TRACI", "quiet")  # set before traci is first imported
     # find_spec, not import: importing libsumo before traci leaves traci half-initialized.
     if importlib.util.find_spec("libsumo") is None:
-        raise RobustRLError(f"traffic envs need libsumo, which is not installed; {INSTALL}")
+        raise MissingExtraError(f"traffic envs need libsumo, which is not installed; {INSTALL}")
     try:
         import traci
 
@@ -47,8 +48,8 @@ def load_sumo_rl() -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             import sumo_rl
     except ImportError as e:
-        raise RobustRLError(f"traffic envs need '{e.name}', which is not installed; {INSTALL}") \
-            from None
+        raise MissingExtraError(
+            f"traffic envs need '{e.name}', which is not installed; {INSTALL}") from None
     if not _is_libsumo(traci):
         traci = _reimport_traci_on_libsumo()
     return sumo_rl

@@ -41,6 +41,8 @@ class Option:
     type: Any
     default: Any = None
     help: str = ""
+    valid: str = ""
+    """The valid range beyond the type (`>= 0`), as `robustrl perturbations` lists it."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +56,26 @@ class KindInfo:
     options: Mapping[str, Option] = field(default_factory=dict)
     identity: float = 0.0
     """The strength at which the perturbation changes nothing (1 for scale factors)."""
+    units: str = ""
+    """What one unit of strength is (`robustrl perturbations` lists it)."""
 
 
 _AGENTS = Option("list", None, "agents to perturb, joined with '+' (default: all)")
 _SCHEDULE = {
-    "start": Option(int, 0, "active from this lifetime step on"),
-    "prob": Option(float, 1.0, "probability the perturbation is active in an episode"),
+    "start": Option(int, 0, "active from this lifetime step on", ">= 0"),
+    "prob": Option(float, 1.0, "probability the perturbation is active in an episode", "[0, 1]"),
 }
+SCHEDULE_KEYS = tuple(_SCHEDULE)
+"""Options every kind accepts."""
+
+_OBS = "observation std (normalized units: strength x the agent's observation normalizer std)"
+_UNITS: dict[Domain, str] = {"prob": "probability", "scale": "times the nominal value",
+                             "count": "agents"}
 
 
 _PGD = {
-    "steps": Option(int, 10, "PGD steps K"),
-    "restarts": Option(int, 2, "random starts R; per observation the worst one is kept"),
+    "steps": Option(int, 10, "PGD steps K", ">= 1"),
+    "restarts": Option(int, 2, "random starts R; per observation the worst one is kept", ">= 1"),
     "norm": Option(("linf", "l2"), "linf", "ball norm"),
     "objective": Option(("auto", "action", "kl", "l2"), "auto",
                         "what the attack maximizes; action: -log pi(clean greedy action) for "
@@ -73,38 +83,40 @@ _PGD = {
                         "KL(clean || perturbed) (Discrete only); l2: squared L2 of the output; "
                         "auto: kl for Discrete (the stronger on returns where measured), l2 for "
                         "Box"),
-    "step_size": Option(float, None, "ascent step alpha (default 2.5 * eps / steps)"),
+    "step_size": Option(float, None, "ascent step alpha (default 2.5 * eps / steps)", "> 0"),
     "agents": _AGENTS,
 }
 """Options of the PGD attacks (obs-pgd, obs-transfer); every best-of iterate is scored."""
 
 
 def _kind(description: str, domain: Domain, default: float | None = None,
-          identity: float = 0.0, **options: Option) -> KindInfo:
-    return KindInfo(description, domain, default, {**options, **_SCHEDULE}, identity)
+          identity: float = 0.0, units: str = "", **options: Option) -> KindInfo:
+    return KindInfo(description, domain, default, {**options, **_SCHEDULE}, identity,
+                    units or _UNITS.get(domain, ""))
 
 
 KINDS: dict[str, KindInfo] = {
     "obs-gaussian": _kind(
         "add N(0, sigma^2) noise to observations (sigma in normalized units)", "sigma",
-        agents=_AGENTS),
+        units=_OBS, agents=_AGENTS),
     "obs-uniform": _kind(
-        "add U(-eps, eps) noise to observations (normalized units)", "sigma", agents=_AGENTS),
+        "add U(-eps, eps) noise to observations (normalized units)", "sigma", units=_OBS,
+        agents=_AGENTS),
     "obs-shift": _kind(
         "add a constant shift c to every observation dimension (normalized units)", "real",
-        agents=_AGENTS),
+        units=_OBS, agents=_AGENTS),
     "obs-pgd": _kind(
         "adversarial observations: PGD against the evaluated policy in an eps-ball", "sigma",
-        **_PGD),
+        units=_OBS, **_PGD),
     "obs-transfer": _kind(
         "transfer attack: PGD computed on a surrogate policy (surrogate=RUN_DIR, or a train "
         "label in a bench suite), applied to the evaluated one", "sigma",
         surrogate=Option(str, None, "the surrogate: a run directory, or in a bench suite the "
                                     "label of a [[train]] entry (same env and seed)"),
-        **_PGD),
+        units=_OBS, **_PGD),
     "act-gaussian": _kind(
         "add N(0, sigma^2) noise to Box actions (sigma relative to half the range), clipped",
-        "sigma", agents=_AGENTS),
+        "sigma", units="half the action range", agents=_AGENTS),
     "act-pra": _kind(
         "probabilistic action robustness: with probability alpha take the adversary's action",
         "prob", 0.15,
@@ -138,15 +150,29 @@ KINDS: dict[str, KindInfo] = {
                       "frozen/adversary: the `adversary` callable given to apply(); the bench "
                       "trains the adversary (robustrl.bench.adversary, k = 1)"),
         adv_steps=Option(int, 50_000, "policy=adversary in the bench: PPO env steps the "
-                                      "adversary is trained for"),
+                                      "adversary is trained for", ">= 1"),
         agents=_AGENTS),
-    "reward-gaussian": _kind("add N(0, sigma^2) noise to rewards", "sigma", agents=_AGENTS),
+    "reward-gaussian": _kind("add N(0, sigma^2) noise to rewards", "sigma",
+                             units="reward units", agents=_AGENTS),
 }
 
 
 def kinds() -> dict[str, str]:
     """Every perturbation kind with a one-line description (what `robustrl` lists)."""
     return {name: info.description for name, info in KINDS.items()}
+
+
+def strength_range(kind: str) -> str:
+    """The valid strengths of `kind` in words (`a probability in [0, 1]`)."""
+    return _DOMAIN_TEXT[_info(kind).domain]
+
+
+def option_text(opt: Option) -> str:
+    """An option's type and valid values in words (`integer >= 1`, `linf|l2`)."""
+    if isinstance(opt.type, tuple):
+        return "|".join(opt.type)
+    kind = {"list": "name+name...", int: "integer", float: "number", str: "text"}
+    return " ".join(filter(None, [kind.get(opt.type, str(opt.type)), opt.valid]))
 
 
 def _fmt(value: Any) -> str:

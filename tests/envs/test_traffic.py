@@ -367,7 +367,7 @@ def test_sumo_missing_says_what_to_install():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, env=env, check=False)
-    assert "pip install eclipse-sumo libsumo sumo-rl" in out.stdout, out.stderr
+    assert "pip install 'robustrl[traffic]'" in out.stdout, out.stderr
 
 
 # -- baseline controllers ----------------------------------------------------------------------

@@ -33,12 +33,11 @@ import fnmatch
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustrl.core.config import from_dict, to_dict
+from robustrl.core.config import from_dict, read_toml, to_dict
 from robustrl.core.errors import RobustRLError
 
 CLEAN = "none"
@@ -163,12 +162,7 @@ def digest(data: Any, n: int = 16) -> str:
 def load_suite(path: str | Path) -> SuiteConfig:
     """Read and type-check a suite file; every problem is one `RobustRLError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise RobustRLError(f"suite file {path} not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RobustRLError(f"suite {path} is malformed TOML: {e}") from None
+    data = read_toml(path, "suite file")
     if "name" not in data:
         data["name"] = path.stem
     try:

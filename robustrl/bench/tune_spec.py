@@ -33,14 +33,13 @@ shared ones:
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
 
-from robustrl.core.config import from_dict
+from robustrl.core.config import from_dict, read_toml
 from robustrl.core.errors import RobustRLError
 
 SECTIONS_NOT_AGENT = ("run.", "env.", "reward.", "heron.")
@@ -112,12 +111,7 @@ def load_tune_spec(path: str | Path) -> list[tuple[str, TuneSpec, list[Param]]]:
     """Read and check a tuning spec: (label, spec, search space) per study ("" when the spec
     has no variants); every problem is one `RobustRLError` line."""
     path = Path(path)
-    if not path.is_file():
-        raise RobustRLError(f"tuning spec {path} not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RobustRLError(f"tuning spec {path} is malformed TOML: {e}") from None
+    data = read_toml(path, "tuning spec")
     try:
         spec = from_dict(TuneSpec, data)
     except TypeError as e:

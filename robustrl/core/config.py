@@ -17,11 +17,24 @@ import difflib
 import tomllib
 import types
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from robustrl.core.errors import RobustRLError
 
 T = TypeVar("T")
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse the TOML file `path` (a `what`: "suite", "tuning spec", ...); a missing or
+    malformed file is one `RobustRLError` line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RobustRLError(f"{what} {path} not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RobustRLError(f"{what} {path} is malformed TOML: {e}") from None
 
 
 def parse_value(text: str) -> Any:

@@ -7,12 +7,12 @@ import fcntl
 import json
 import os
 import shutil
-import tomllib
 from pathlib import Path
 from typing import IO, Any
 
 import tomli_w
 
+from robustrl.core.config import read_toml
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_write_text
 
@@ -25,10 +25,7 @@ def read_run_toml(directory: str | Path) -> dict[str, Any]:
         raise RobustRLError(f"run directory {directory} not found")
     if not path.is_file():
         raise RobustRLError(f"{directory} is not a run directory (no config.toml)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RobustRLError(f"{path} is malformed: {e}") from None
+    data = read_toml(path, "run config")
     if not isinstance(data.get("run"), dict):
         raise RobustRLError(f"{path} has no [run] table (emptied or edited?); restore it or "
                             "train into a new --out")

@@ -25,4 +25,4 @@ class BrokenCartPole(gym.Wrapper):
         return self.env.step(action)
 
 
-register("custom/BrokenCartPole-v1", BrokenCartPole)
+register("custom/BrokenCartPole-v1", BrokenCartPole, check=False)  # broken on purpose

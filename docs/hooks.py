@@ -26,8 +26,9 @@ def perturbations() -> str:
 
     rows = []
     for name, info in KINDS.items():
-        options = ", ".join(f"`{k}=<{option_text(o)}>`" for k, o in info.options.items()
-                            if k not in SCHEDULE_KEYS)
+        options = ", ".join(f"`{k}=<{option_text(o)}>`"
+                            + ("" if o.default is None else f" (default `{o.default}`)")
+                            for k, o in info.options.items() if k not in SCHEDULE_KEYS)
         rows.append([f"`{name}`", info.description, strength_range(name), info.units,
                      f"{info.identity:g}", options or "-"])
     return _md(["kind", "what it does", "strength", "unit", "no change at", "options"], rows)

@@ -112,8 +112,8 @@ class TrafficConfig:
     """Demand (.rou.xml), resolved like net_file; swap it to change inflows."""
     demand_vph: float | None = None
     """Generated demand instead of route_file: this many vehicles per hour on every approach
-    (edge entering from a dead end), split evenly over the non-U-turn exits, arrivals drawn
-    by SUMO from its seed (robustrl.envs.traffic_demand); 700 is ERNIE's saturated setting."""
+    (edge entering from a dead end), driving straight through to the opposite exit, arrivals
+    drawn by SUMO from its seed (robustrl.envs.traffic_demand); 700 is ERNIE's saturated setting."""
     single_agent: bool | None = None
     """None: Gymnasium env for one light, ParallelEnv for several. True: Gymnasium env (several
     lights: one central controller). False: ParallelEnv (one agent per light)."""

@@ -229,7 +229,7 @@ class MAPPO(MultiAgent):
                         clean=value[:, None])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm, foreach=True)
                 self.opt.step()
                 with torch.no_grad():  # averaged once after the epochs, not read per step
                     log["approx_kl"].append(((ratio - 1) - log_ratio).mean())

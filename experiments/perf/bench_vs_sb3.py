@@ -95,13 +95,14 @@ def main() -> None:
         "robustrl_steps_per_s": statistics.median(ours),
         "sb3_steps_per_s": statistics.median(theirs),
         "ratio": statistics.median(ours) / statistics.median(theirs),
+        "median_round_ratio": statistics.median(o / t for o, t in zip(ours, theirs)),
         "torch": torch.__version__, "load_1min_at_end": load_1min(),
     }
     reference = "PPO" if args.algo == "ppo" else "SAC"
     print(f"robustrl {args.algo} {result['robustrl_steps_per_s']:.1f} steps/s vs SB3 {reference} "
           f"{result['sb3_steps_per_s']:.1f} steps/s -> ratio {result['ratio']:.2f}x "
-          f"({args.env}, {args.threads} thread(s), median of {args.rounds} rounds, "
-          f"load {load_1min():.2f})")
+          f"({args.env}, {args.threads} thread(s), median of {args.rounds} rounds; median of the "
+          f"rounds' ratios {result['median_round_ratio']:.2f}x; load {load_1min():.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

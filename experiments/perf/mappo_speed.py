@@ -100,7 +100,8 @@ def main() -> None:
         "",
         f"MAPPO / raw = {ratio:.2f} (median of the rounds' ratios). Median MAPPO run: rollouts "
         f"{m['collect']:.1f} s ({m['steps'] / m['collect']:.0f} env steps/s incl. acting), "
-        f"updates {m['update']:.1f} s, of {m['total_s']:.1f} s.",
+        f"updates {m['update']:.1f} s, of {m['total_s']:.1f} s. Every round's raw timings, "
+        "with the load at measurement: experiments/perf/results/mappo_speed.csv.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -8,7 +8,8 @@ Identical settings on both sides, the same env, the same torch thread count:
                    actor and critic, observation and reward normalization (SB3: VecNormalize);
                    the first rollout + update is the (untimed) warm-up.
 The timed phase runs `--steps` env steps. Sides are interleaved in rounds (A B A B ...) so
-drifting machine load hits both alike; the ratio of medians is reported.
+drifting machine load hits both alike; the ratio of medians is reported. Every round's
+timing goes to results/bench_vs_sb3.csv with the date and load average (timings.py).
 
     python experiments/perf/bench_vs_sb3.py sac --steps 1000 --rounds 3 --threads 1
     python experiments/perf/bench_vs_sb3.py ppo --steps 20480 --rounds 3 --threads 1
@@ -23,11 +24,13 @@ import time
 
 import gymnasium as gym
 import torch
+from timings import load_1min, record
 
 PPO_ROLLOUT = 2048
 
 
-def time_robustrl(algo: str, env_id: str, warmup: int, steps: int, seed: int) -> float:
+def time_robustrl(algo: str, env_id: str, warmup: int, steps: int,
+                  seed: int) -> tuple[int, float]:
     from robustrl.agents import make_agent
 
     if algo == "ppo":
@@ -41,10 +44,10 @@ def time_robustrl(algo: str, env_id: str, warmup: int, steps: int, seed: int) ->
     agent.learn(warmup + 1)  # warm-up (random steps / first rollout) outside the clock
     start, first = time.perf_counter(), agent.num_steps
     agent.learn(first + steps)
-    return (agent.num_steps - first) / (time.perf_counter() - start)
+    return agent.num_steps - first, time.perf_counter() - start
 
 
-def time_sb3(algo: str, env_id: str, warmup: int, steps: int, seed: int) -> float:
+def time_sb3(algo: str, env_id: str, warmup: int, steps: int, seed: int) -> tuple[int, float]:
     if algo == "ppo":
         from stable_baselines3 import PPO
         from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -63,7 +66,7 @@ def time_sb3(algo: str, env_id: str, warmup: int, steps: int, seed: int) -> floa
     model.learn(warmup)
     start, first = time.perf_counter(), model.num_timesteps
     model.learn(steps, reset_num_timesteps=False)
-    return (model.num_timesteps - first) / (time.perf_counter() - start)
+    return model.num_timesteps - first, time.perf_counter() - start
 
 
 def main() -> None:
@@ -78,10 +81,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    what = f"{args.algo} {args.env}"
     ours, theirs = [], []
     for r in range(args.rounds):
-        ours.append(time_robustrl(args.algo, args.env, args.warmup, args.steps, seed=r))
-        theirs.append(time_sb3(args.algo, args.env, args.warmup, args.steps, seed=r))
+        ours.append(record("bench_vs_sb3", what, "robustrl", r,
+                           *time_robustrl(args.algo, args.env, args.warmup, args.steps, r)))
+        theirs.append(record("bench_vs_sb3", what, "sb3", r,
+                             *time_sb3(args.algo, args.env, args.warmup, args.steps, r)))
         print(f"round {r}: robustrl {ours[-1]:.1f} steps/s, SB3 {theirs[-1]:.1f} steps/s",
               flush=True)
     result = {
@@ -89,12 +95,14 @@ def main() -> None:
         "robustrl_steps_per_s": statistics.median(ours),
         "sb3_steps_per_s": statistics.median(theirs),
         "ratio": statistics.median(ours) / statistics.median(theirs),
-        "torch": torch.__version__,
+        "median_round_ratio": statistics.median(o / t for o, t in zip(ours, theirs)),
+        "torch": torch.__version__, "load_1min_at_end": load_1min(),
     }
     reference = "PPO" if args.algo == "ppo" else "SAC"
     print(f"robustrl {args.algo} {result['robustrl_steps_per_s']:.1f} steps/s vs SB3 {reference} "
           f"{result['sb3_steps_per_s']:.1f} steps/s -> ratio {result['ratio']:.2f}x "
-          f"({args.env}, {args.threads} thread(s), median of {args.rounds} rounds)")
+          f"({args.env}, {args.threads} thread(s), median of {args.rounds} rounds; median of the "
+          f"rounds' ratios {result['median_round_ratio']:.2f}x; load {load_1min():.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -1,22 +1,26 @@
 """MAPPO training throughput on mpe/simple_spread against the raw env's random-action speed.
 
-    python experiments/perf/mappo_speed.py --steps 20000 \\
+    python experiments/perf/mappo_speed.py --steps 10000 --rounds 3 \\
         --out experiments/multiagent/results/multiagent_speed.md
 
-Both are measured in the same process, one after the other, in env steps per second (one env
-step = one joint step of all N agents in one env copy). MAPPO runs with the `mpe/*` settings of
-agents/mappo.toml; the script also splits its time into rollout collection (env + acting) and
-the PPO update, so the gap to the raw env is explained.
+Both are measured in the same process, interleaved in rounds (raw, MAPPO, raw, MAPPO, ...) so
+drifting machine load hits both alike, in env steps per second (one env step = one joint step
+of all N agents in one env copy); the median of the per-round ratios is reported and every
+timing goes to results/mappo_speed.csv with the date and load average (timings.py). MAPPO
+runs with the `mpe/*` settings of agents/mappo.toml; the script also splits its time into
+rollout collection (env + acting) and the PPO update, so the gap to the raw env is explained.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import numpy as np
 import torch
+from timings import load_1min, record
 
 from robustrl.agents import hyperparameters
 from robustrl.agents.mappo import MAPPO, MAPPOConfig
@@ -27,7 +31,7 @@ ENV_ID = "mpe/simple_spread"
 ENV_KWARGS = {"N": 3, "max_cycles": 25}
 
 
-def raw_env_speed(steps: int, seed: int = 0) -> float:
+def raw_env_speed(steps: int, seed: int = 0) -> tuple[int, float]:
     """Random joint actions through the registered env (factors included), resets counted."""
     env = make(ENV_ID, **ENV_KWARGS)
     rng = np.random.default_rng(seed)
@@ -38,7 +42,7 @@ def raw_env_speed(steps: int, seed: int = 0) -> float:
         env.step({a: int(rng.integers(n_actions)) for a in env.agents})
         if not env.agents:
             env.reset(seed=seed + i)
-    return steps / (time.perf_counter() - start)
+    return steps, time.perf_counter() - start
 
 
 def mappo_speed(steps: int, seed: int = 0) -> dict[str, float]:
@@ -66,15 +70,27 @@ def mappo_speed(steps: int, seed: int = 0) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=10_000, help="env steps per side and round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    raw = raw_env_speed(args.steps)
-    m = mappo_speed(args.steps)
+    what = f"mappo {ENV_ID}"
+    raws, runs = [], []
+    for r in range(args.rounds):
+        raws.append(record("mappo_speed", what, "raw env", r, *raw_env_speed(args.steps, r)))
+        runs.append(mappo_speed(args.steps, r))
+        record("mappo_speed", what, "mappo", r, runs[-1]["steps"], runs[-1]["total_s"])
+        print(f"round {r}: raw {raws[-1]:.0f}, MAPPO {runs[-1]['steps_per_second']:.0f} "
+              f"env steps/s", flush=True)
+    ratio = statistics.median(run["steps_per_second"] / x for run, x in zip(runs, raws))
+    raw = statistics.median(raws)
+    m = sorted(runs, key=lambda run: run["steps_per_second"])[len(runs) // 2]
     lines = [
         f"MAPPO vs raw env on {ENV_ID} {ENV_KWARGS}, {args.steps} env steps each, "
-        f"torch threads 1, {platform.processor() or platform.machine()}",
+        f"torch threads 1, {platform.processor() or platform.machine()}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, load {load_1min():.2f}, "
+        f"median of {args.rounds} interleaved rounds",
         "",
         "| what | env steps/s |",
         "|---|---|",
@@ -82,9 +98,10 @@ def main() -> None:
         f"| MAPPO training (n_envs={m['n_envs']}, n_steps={m['n_steps']}, "
         f"n_epochs={m['n_epochs']}) | {m['steps_per_second']:.0f} |",
         "",
-        f"MAPPO / raw = {m['steps_per_second'] / raw:.2f}. MAPPO time: rollouts "
+        f"MAPPO / raw = {ratio:.2f} (median of the rounds' ratios). Median MAPPO run: rollouts "
         f"{m['collect']:.1f} s ({m['steps'] / m['collect']:.0f} env steps/s incl. acting), "
-        f"updates {m['update']:.1f} s, of {m['total_s']:.1f} s.",
+        f"updates {m['update']:.1f} s, of {m['total_s']:.1f} s. Every round's raw timings, "
+        "with the load at measurement: experiments/perf/results/mappo_speed.csv.",
     ]
     text = "\n".join(lines)
     print(text)

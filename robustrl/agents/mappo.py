@@ -96,7 +96,7 @@ class MAPPO(MultiAgent):
         self.net.critic = mlp(critic_in, cfg.hidden, 1, act)
         orthogonal_init(self.net.critic)
         nn.init.orthogonal_(self.net.critic[-1].weight, 1.0)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
         self.ernie = attach(cfg.robust, self.name, logits=self.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.state_rms = RunningMeanStd((self.state_dim,))
@@ -207,8 +207,8 @@ class MAPPO(MultiAgent):
         cfg = self.config
         size = batch["obs"].shape[0]
         actions = batch["actions"].long() if self.discrete else batch["actions"]
-        log: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
-                                       "approx_kl": []}
+        log: dict[str, list[torch.Tensor]] = {"policy_loss": [], "value_loss": [],
+                                              "entropy": [], "approx_kl": []}
         for _ in range(cfg.n_epochs):
             for idx in minibatches(size, cfg.n_minibatches):
                 dist = self.net.distribution(batch["obs"][idx])
@@ -229,14 +229,16 @@ class MAPPO(MultiAgent):
                         clean=value[:, None])
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm, foreach=True)
                 self.opt.step()
-                log["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
-                log["policy_loss"].append(policy_loss.item())
-                log["value_loss"].append(value_loss.item())
-                log["entropy"].append(entropy.item())
+                with torch.no_grad():  # averaged once after the epochs, not read per step
+                    log["approx_kl"].append(((ratio - 1) - log_ratio).mean())
+                log["policy_loss"].append(policy_loss.detach())
+                log["value_loss"].append(value_loss.detach())
+                log["entropy"].append(entropy.detach())
         self.updates += 1
-        return {**{k: float(np.mean(v)) for k, v in log.items()}, **self.ernie.metrics()}
+        return {**{k: torch.stack(v).mean().item() for k, v in log.items()},
+                **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MAPPO:

@@ -85,6 +85,9 @@ class Agent:
     """Attributes a checkpoint holds (robustrl.core.checkpoint: networks, optimizers,
     normalizers, counters; "stats.episodes" reaches into an attribute); the replay buffer is
     added when saving for resuming."""
+    batched_act: ClassVar[bool] = False
+    """`act(stack, deterministic=True)` gives each row the action that row gets in any other
+    stack of >= 8 rows, so evaluation may play many episodes at once (train.evaluation)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

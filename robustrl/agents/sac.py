@@ -94,6 +94,7 @@ class SAC(Agent):
     capabilities = Capabilities(agents="single", learning="off-policy",
                                 action_spaces=(gym.spaces.Box,), ernie=True, relabel=True,
                                 learned_reward=True, gpu=False)
+    batched_act = True
     STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha",
              "alpha_opt", "stats.episodes")
     """What a checkpoint holds (the replay buffer too, when saved for resuming)."""

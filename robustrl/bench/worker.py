@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,7 @@ def run_job(job: Job) -> dict[str, Any]:
 def _run_job(job: Job) -> dict[str, Any]:
     from robustrl.bench.adversary import cell_adversary
     from robustrl.train import eval_env, evaluate
+    from robustrl.train.evaluation import batchable
 
     start = time.perf_counter()
     agent = RandomPolicy(job) if job.label == RANDOM else trained_agent(job)
@@ -192,6 +194,8 @@ def _run_job(job: Job) -> dict[str, Any]:
         adversary = None if cell.spec == CLEAN else cell_adversary(agent, job, cell.spec)
         if cell.spec == CLEAN:
             env = recorder = _ObsRecorder(eval_env(agent))
+        elif adversary is None and batchable(agent, [cell.spec]):  # many episodes at once
+            env = partial(eval_env, agent, [cell.spec], seed=job.eval_seed)
         else:
             env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)

@@ -53,6 +53,13 @@ class SACConfig:
     """Entropy target of the auto-tuned temperature; None means -dim(action)."""
     log_interval: int = 1000
     """Env steps between metrics reported to the callback."""
+    n_envs: int = field(default=1, metadata={"range": ">= 1"})
+    """Env copies stepped together (> 1: Agent._vector_off_policy_learn)."""
+    vector_mode: str = "sync"
+    """With n_envs > 1: sync (one process) or async (a subprocess per copy)."""
+    updates_per_step: float = field(default=1.0, metadata={"range": "> 0"})
+    """With n_envs > 1: gradient updates per env step (n_envs per vector step at 1.0);
+    train_freq and gradient_steps drive the single-env loop."""
     robust: RobustConfig = field(default_factory=RobustConfig)
     """ERNIE's adversarial Lipschitz regularizer on the actor's mean action and/or the critics
     (robustrl.robust); sac has no observation normalizer, so eps is in raw units."""
@@ -181,6 +188,10 @@ class SAC(Agent):
 
     def explore(self, random: bool) -> tuple[np.ndarray, np.ndarray]:
         """This step's env action, also the one stored: uniform at first, then sampled."""
-        action = (self.action_space.sample() if random
-                  else self.act(self.obs, deterministic=False))
+        if not random:
+            action = self.act(self.obs, deterministic=False)
+        elif np.ndim(self.obs) == 1:
+            action = self.action_space.sample()
+        else:  # one per env copy
+            action = np.stack([self.action_space.sample() for _ in self.obs])
         return action, action

@@ -49,8 +49,9 @@ class ReplayBuffer:
     def add(self, obs, action, reward, next_obs, terminated, **extras: Any) -> None:
         """Add one transition, or a batch when the inputs carry a leading batch axis."""
         obs = np.asarray(obs, np.float32)
-        n = 1 if obs.ndim == self.obs.ndim - 1 else obs.shape[0]
-        idx = (self.pos + np.arange(n)) % self.capacity if n > 1 else self.pos
+        batched = obs.ndim == self.obs.ndim  # a batch of one too
+        n = obs.shape[0] if batched else 1
+        idx = (self.pos + np.arange(n)) % self.capacity if batched else self.pos
         self.obs[idx] = obs
         self.next_obs[idx] = next_obs
         self.actions[idx] = action

@@ -34,6 +34,7 @@ import torch
 from robustrl.agents.learning import wrap_learn
 from robustrl.core.checkpoint import load_state, state_of
 from robustrl.core.config import to_dict
+from robustrl.core.device import torch_device
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
@@ -98,7 +99,10 @@ class Agent:
             cls.learn = wrap_learn(cls.__dict__["learn"])  # type: ignore[method-assign]
 
     def __init__(self, env: EnvLike, config: Any = None, seed: int = 0,
-                 env_kwargs: dict[str, Any] | None = None):
+                 env_kwargs: dict[str, Any] | None = None, device: str = "cpu"):
+        self.device = torch_device(device)
+        if self.device.type != "cpu" and not self.capabilities.gpu:
+            raise RobustRLError(f"{self.name} runs on the CPU only; use device=cpu (run.device)")
         self.config = config if config is not None else self.Config()
         self.seed = seed
         self.rng = seed_everything(seed)
@@ -234,7 +238,7 @@ class Agent:
 
             if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
-                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng, self.device))
 
             if callback is not None and (self.num_steps % cfg.log_interval == 0
                                          or self.num_steps == total_steps):
@@ -274,7 +278,7 @@ class Agent:
             if self.num_steps >= cfg.learning_starts:
                 owed += take * cfg.updates_per_step
                 for _ in range(int(owed)):
-                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng, self.device))
                 owed -= int(owed)
             if callback is not None and (crossed(before, self.num_steps, cfg.log_interval)
                                          or self.num_steps == total_steps):

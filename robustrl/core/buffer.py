@@ -62,9 +62,11 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """A uniform batch, moved to `device` once (the learner's, e.g. cuda)."""
         idx = rng.integers(0, self.size, size=batch_size)
-        return {k: torch.from_numpy(self._array(k)[idx]) for k in self.keys}
+        return {k: torch.from_numpy(self._array(k)[idx]).to(device) for k in self.keys}
 
     def relabel(self, reward_fn: RewardFn) -> None:
         """Recompute every stored reward as `reward_fn(obs, actions, next_obs)` (PEBBLE's

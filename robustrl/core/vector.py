@@ -15,6 +15,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.utils import concatenate, create_empty_array
 
 from robustrl.core.errors import RobustRLError
 
@@ -38,9 +39,14 @@ def make_vector(env_fn: Callable[[], Any], n_envs: int, mode: str = "sync",
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=same_step)
 
 
-def step(envs: gym.vector.VectorEnv, actions: np.ndarray
+def step(envs: gym.vector.VectorEnv, actions: Any
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(obs to act on next, next_obs to store, rewards, terminated, episode ended)."""
+    """(obs to act on next, next_obs to store, rewards, terminated, episode ended).
+
+    `actions` may be a list of single-env actions (structured spaces: tuples, dicts)."""
+    if isinstance(actions, list):
+        space = envs.single_action_space
+        actions = concatenate(space, actions, create_empty_array(space, len(actions)))
     obs, rewards, terminated, truncated, info = envs.step(actions)
     done = np.logical_or(terminated, truncated)
     stored = obs

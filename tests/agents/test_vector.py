@@ -67,3 +67,14 @@ def test_sac_learns_pendulum_on_two_envs():
                        hidden=[64, 64], batch_size=128, lr=1e-3)
     agent.learn(6000)
     assert evaluate(agent, 5, seed=1)["return_mean"] > -400  # random: about -1200
+
+
+def test_hybrid_sac_on_two_envs():
+    agent = make_agent("hybrid_sac", "hybrid/platform", seed=0, n_envs=2, learning_starts=30,
+                       batch_size=16, hidden=[32], updates_per_step=0.25)
+    agent.learn(60)  # random actions, then sampled ones: both batched
+    agent.close()
+    assert agent.num_steps == 60 and agent.buffer.size == 60
+    stored = agent.buffer.actions[:60]
+    assert np.all(stored[:, 0] == np.round(stored[:, 0]))  # joint index, then parameters
+    assert len(np.unique(stored[:, 1:], axis=0)) > 50

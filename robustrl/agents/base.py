@@ -38,7 +38,7 @@ from robustrl.core.device import torch_device
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
-from robustrl.core.loop import StepRate, crossed
+from robustrl.core.loop import StepRate, crossed, updates_per_step
 from robustrl.core.parallel import is_parallel_env
 from robustrl.core.provenance import provenance
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
@@ -252,7 +252,7 @@ class Agent:
         """`off_policy_learn` on `n` env copies stepped together (robustrl.core.vector,
         `cfg.vector_mode` sync or async): `explore` gets `self.obs` as a batch and gives one
         action per copy; every copy's transition is stored (next_obs is the ended episode's
-        final observation, never the next one's start); `cfg.updates_per_step` gradient
+        final observation, never the next one's start); `updates_per_step(cfg)` gradient
         updates per env step once `learning_starts` is reached (n of them per vector step at
         1.0). The last vector step stores only the transitions up to `total_steps`."""
         cfg = self.config
@@ -276,7 +276,7 @@ class Agent:
             self.stats.step(reward, done)
             before, self.num_steps = self.num_steps, self.num_steps + take
             if self.num_steps >= cfg.learning_starts:
-                owed += take * cfg.updates_per_step
+                owed += take * updates_per_step(cfg)
                 for _ in range(int(owed)):
                     losses = self.update(self.buffer.sample(cfg.batch_size, self.rng, self.device))
                 owed -= int(owed)

@@ -101,8 +101,9 @@ class HybridSACConfig:
     """Env copies stepped together (> 1: Agent._vector_off_policy_learn)."""
     vector_mode: str = "sync"
     """With n_envs > 1: sync (one process) or async (a subprocess per copy)."""
-    updates_per_step: float = field(default=1.0, metadata={"range": "> 0"})
-    """With n_envs > 1: gradient updates per env step (n_envs per vector step at 1.0)."""
+    updates_per_step: float | None = field(default=None, metadata={"range": "> 0"})
+    """With n_envs > 1: gradient updates per env step (n_envs x it per vector step); None:
+    gradient_steps / train_freq, the single-env ratio."""
 
 
 # --------------------------------------------------------------------------- networks

@@ -78,3 +78,19 @@ def test_hybrid_sac_on_two_envs():
     stored = agent.buffer.actions[:60]
     assert np.all(stored[:, 0] == np.round(stored[:, 0]))  # joint index, then parameters
     assert len(np.unique(stored[:, 1:], axis=0)) > 50
+
+
+@pytest.mark.parametrize(("name", "continuous", "ratio", "expected"), [
+    ("idqn", False, None, 40),      # gradient_steps / train_freq = 1: 4 per vector step
+    ("maddpg", True, None, 10),     # train_freq 4: one per vector step of 4 copies
+    ("maddpg", True, 0.5, 20),
+])
+def test_multiagent_updates_per_env_step(name, continuous, ratio, expected):
+    agent = make_agent(name, "mpe/simple_spread", seed=0, n_envs=4, learning_starts=40,
+                       batch_size=16, hidden=[16], updates_per_step=ratio,
+                       env_kwargs={"N": 2, "max_cycles": 10, "continuous_actions": continuous})
+    calls = []
+    update = agent.update
+    agent.update = lambda: calls.append(1) or update()
+    agent.learn(76)  # vector steps reaching 40, 44, ..., 76: ten of them
+    assert len(calls) == expected

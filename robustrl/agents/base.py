@@ -34,13 +34,17 @@ import torch
 from robustrl.agents.learning import wrap_learn
 from robustrl.core.checkpoint import load_state, state_of
 from robustrl.core.config import to_dict
+from robustrl.core.device import torch_device
+from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
-from robustrl.core.loop import StepRate
+from robustrl.core.loop import StepRate, crossed, updates_per_step
 from robustrl.core.parallel import is_parallel_env
 from robustrl.core.provenance import provenance
 from robustrl.core.rng import set_space_rng_state, space_rng_state
 from robustrl.core.seeding import rng_state, seed_everything, set_rng_state
+from robustrl.core.vector import make_vector
+from robustrl.core.vector import step as vector_step
 from robustrl.envs import identity, make
 from robustrl.envs.state import get_states, set_states
 
@@ -90,6 +94,9 @@ class Agent:
     LIVE: ClassVar[tuple[str, ...]] = ("obs", "state", "mean", "discounted", "stats")
     """Attributes of the episodes in progress (those an instance has), saved whole with the
     env copies' state when saving for resuming, so a resumed run continues them exactly."""
+    batched_act: ClassVar[bool] = False
+    """`act(stack, deterministic=True)` gives each row the action that row gets in any other
+    stack of >= 8 rows, so evaluation may play many episodes at once (train.evaluation)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -97,7 +104,10 @@ class Agent:
             cls.learn = wrap_learn(cls.__dict__["learn"])  # type: ignore[method-assign]
 
     def __init__(self, env: EnvLike, config: Any = None, seed: int = 0,
-                 env_kwargs: dict[str, Any] | None = None):
+                 env_kwargs: dict[str, Any] | None = None, device: str = "cpu"):
+        self.device = torch_device(device)
+        if self.device.type != "cpu" and not self.capabilities.gpu:
+            raise RobustRLError(f"{self.name} runs on the CPU only; use device=cpu (run.device)")
         self.config = config if config is not None else self.Config()
         self.seed = seed
         self.rng = seed_everything(seed)
@@ -210,8 +220,11 @@ class Agent:
         (env action, action to store) for `self.obs`, uniformly random while `num_steps <
         learning_starts`; the transition goes to `self.buffer`. After `learning_starts`,
         `gradient_steps` updates on replayed batches every `train_freq` steps; the callback
-        gets the metrics every `log_interval` steps and at `total_steps`."""
+        gets the metrics every `log_interval` steps and at `total_steps`. A config with
+        `n_envs` > 1 runs the vectorized loop instead (`_vector_off_policy_learn`)."""
         cfg = self.config
+        if getattr(cfg, "n_envs", 1) > 1:
+            return self._vector_off_policy_learn(total_steps, callback, explore, cfg.n_envs)
         if self.env is None:
             self.env = self.take_env()
         if self.obs is None:
@@ -230,9 +243,49 @@ class Agent:
 
             if self.num_steps >= cfg.learning_starts and self.num_steps % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
-                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng))
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng, self.device))
 
             if callback is not None and (self.num_steps % cfg.log_interval == 0
+                                         or self.num_steps == total_steps):
+                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                           "steps_per_second": rate(self.num_steps)}
+                if callback(self, metrics) is False:
+                    break
+
+    def _vector_off_policy_learn(self, total_steps: int, callback: Callback | None,
+                                 explore: Callable[[bool], tuple[Any, Any]], n: int) -> None:
+        """`off_policy_learn` on `n` env copies stepped together (robustrl.core.vector,
+        `cfg.vector_mode` sync or async): `explore` gets `self.obs` as a batch and gives one
+        action per copy; every copy's transition is stored (next_obs is the ended episode's
+        final observation, never the next one's start); `updates_per_step(cfg)` gradient
+        updates per env step once `learning_starts` is reached (n of them per vector step at
+        1.0). The last vector step stores only the transitions up to `total_steps`."""
+        cfg = self.config
+        if getattr(self, "envs", None) is None:
+            self.envs = make_vector(self.env_fn, n, cfg.vector_mode, first=self.take_env())
+            self.obs = None
+        if self.obs is None:
+            self.obs, _ = self.envs.reset(seed=self.seed + self.stats.episodes)
+        if len(self.stats.returns) != n:
+            episodes, self.stats = self.stats.episodes, EpisodeStats(n)
+            self.stats.episodes = episodes
+        losses: dict[str, Any] = {}
+        rate, owed = StepRate(self.num_steps), 0.0
+        while self.num_steps < total_steps:
+            obs = self.obs
+            action, stored = explore(self.num_steps < cfg.learning_starts)
+            self.obs, next_obs, reward, terminated, done = vector_step(self.envs, action)
+            take = min(n, total_steps - self.num_steps)
+            self.buffer.add(obs[:take], stored[:take], reward[:take], next_obs[:take],
+                            terminated[:take])
+            self.stats.step(reward, done)
+            before, self.num_steps = self.num_steps, self.num_steps + take
+            if self.num_steps >= cfg.learning_starts:
+                owed += take * updates_per_step(cfg)
+                for _ in range(int(owed)):
+                    losses = self.update(self.buffer.sample(cfg.batch_size, self.rng, self.device))
+                owed -= int(owed)
+            if callback is not None and (crossed(before, self.num_steps, cfg.log_interval)
                                          or self.num_steps == total_steps):
                 metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
                            "steps_per_second": rate(self.num_steps)}

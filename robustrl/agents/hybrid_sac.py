@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -97,6 +97,13 @@ class HybridSACConfig:
     """Cap on N = prod K_j, the critics' output width for several discrete components."""
     log_interval: int = 1000
     """Env steps between metrics reported to the callback."""
+    n_envs: int = field(default=1, metadata={"range": ">= 1"})
+    """Env copies stepped together (> 1: Agent._vector_off_policy_learn)."""
+    vector_mode: str = "sync"
+    """With n_envs > 1: sync (one process) or async (a subprocess per copy)."""
+    updates_per_step: float | None = field(default=None, metadata={"range": "> 0"})
+    """With n_envs > 1: gradient updates per env step (n_envs x it per vector step); None:
+    gradient_steps / train_freq, the single-env ratio."""
 
 
 # --------------------------------------------------------------------------- networks
@@ -309,12 +316,19 @@ class HybridSAC(Agent):
 
     def explore(self, random: bool) -> tuple[Any, np.ndarray]:
         """This step's env action and what the buffer stores of it: (joint index, normalized
-        continuous parameters). Uniform at first, then sampled from the policy."""
+        continuous parameters). Uniform at first, then sampled from the policy. A batch of
+        observations (n_envs > 1) gives a list of env actions and the stacked stored ones."""
+        if np.ndim(self.obs) > 1:
+            pairs = [self._explore_one(obs, random) for obs in self.obs]
+            return [a for a, _ in pairs], np.stack([e for _, e in pairs])
+        return self._explore_one(self.obs, random)
+
+    def _explore_one(self, obs: np.ndarray, random: bool) -> tuple[Any, np.ndarray]:
         if random:
             action = self.action_space.sample()
             return action, self.layout.encode(action)
         with torch.no_grad():
-            x = torch.as_tensor(self.obs, dtype=torch.float32).reshape(1, -1)
+            x = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
             joint, cont = self.actor.sample(x)
         encoded = np.concatenate([[float(joint[0])], cont[0].numpy()]).astype(np.float32)
         return self.layout.decode(int(joint[0]), cont[0].numpy()), encoded

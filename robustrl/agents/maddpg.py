@@ -61,6 +61,9 @@ class MADDPGConfig:
     """Running mean/std normalization of observations (raw ones are stored in the buffer)."""
     n_envs: int = 1
     """Env copies stepped together (traffic: copies beyond the first run in subprocesses)."""
+    updates_per_step: float | None = field(default=None, metadata={"range": "> 0"})
+    """With n_envs > 1: gradient updates per env step (n_envs x it per vector step); None:
+    gradient_steps / train_freq, the single-env ratio."""
     log_interval: int = 1_000
     """Env steps between callbacks."""
     robust: RobustConfig = field(default_factory=RobustConfig)

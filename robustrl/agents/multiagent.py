@@ -26,7 +26,7 @@ import torch
 
 from robustrl.agents.base import Agent, Callback
 from robustrl.core.errors import RobustRLError
-from robustrl.core.loop import StepRate, crossed
+from robustrl.core.loop import StepRate, crossed, updates_per_step
 from robustrl.core.parallel import (
     ParallelEnvs,
     is_parallel_env,
@@ -189,13 +189,15 @@ class MultiAgent(Agent):
         (action to store, env action) for `self.obs` (the learner's own random actions before
         `learning_starts`); the observation normalizer sees `self.obs` after choosing, or
         before with `normalize_first`; `store_step` stores it. After `learning_starts`,
-        `gradient_steps` updates every `train_freq` env steps; `sync_targets()` every
+        `gradient_steps` updates every `train_freq` env steps (with n_envs > 1,
+        `updates_per_step(cfg)` per env step, robustrl.core.loop); `sync_targets()` every
         `target_interval` env steps; every `log_interval` env steps the callback gets the
         episode statistics, the last update's metrics, `log_extras()` and the step rate."""
         cfg = self.config
         if self.envs is None:
             self.obs, _ = self.start_envs(cfg.n_envs)
         rate, last_log, metrics = StepRate(self.num_steps), self.num_steps, {}
+        owed = 0.0  # n_envs > 1: updates due, fractional
         while self.num_steps < total_steps:
             if normalize_first and cfg.normalize_obs:
                 self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
@@ -205,8 +207,13 @@ class MultiAgent(Agent):
             self.store_step(action, env_action)
             before = self.num_steps
             self.num_steps += cfg.n_envs
-            if self.num_steps >= cfg.learning_starts and crossed(before, self.num_steps,
-                                                                 cfg.train_freq):
+            if cfg.n_envs > 1 and self.num_steps >= cfg.learning_starts:
+                owed += cfg.n_envs * updates_per_step(cfg)
+                for _ in range(int(owed)):
+                    metrics = self.update()
+                owed -= int(owed)
+            elif self.num_steps >= cfg.learning_starts and crossed(before, self.num_steps,
+                                                                   cfg.train_freq):
                 for _ in range(gradient_steps):
                     metrics = self.update()
             if sync_targets is not None and crossed(before, self.num_steps, target_interval):

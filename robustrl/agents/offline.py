@@ -19,7 +19,7 @@ from torch import nn
 
 from robustrl.agents.base import Capabilities
 from robustrl.core.checkpoint import load_state, state_of
-from robustrl.core.errors import RobustRLError
+from robustrl.core.device import torch_device  # noqa: F401 (imported from here)
 from robustrl.core.networks import EnsembleMLP, mlp
 from robustrl.core.normalizer import FixedNormalizer
 
@@ -39,18 +39,6 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor
     dones: torch.Tensor
     """1.0 where the transition terminated (timeouts still bootstrap)."""
-
-
-def torch_device(name: str) -> torch.device:
-    """A torch device by name ("cpu", "cuda", "cuda:1"), refusing one this machine lacks."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RobustRLError(f"unknown torch device {name!r}; use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RobustRLError(f"device {name!r} asked for, but this torch build sees no GPU; "
-                            "use run.device=cpu")
-    return device
 
 
 def env_input(obs: Any, use_goal: bool) -> np.ndarray:

@@ -114,6 +114,7 @@ class PPO(Agent):
     capabilities = Capabilities(agents="single", learning="on-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
                                 relabel=False, learned_reward=True, gpu=False)
+    batched_act = True
     STATE = ("net", "opt", "obs_rms", "ret_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:

@@ -53,6 +53,13 @@ class SACConfig:
     """Entropy target of the auto-tuned temperature; None means -dim(action)."""
     log_interval: int = 1000
     """Env steps between metrics reported to the callback."""
+    n_envs: int = field(default=1, metadata={"range": ">= 1"})
+    """Env copies stepped together (> 1: Agent._vector_off_policy_learn)."""
+    vector_mode: str = "sync"
+    """With n_envs > 1: sync (one process) or async (a subprocess per copy)."""
+    updates_per_step: float | None = field(default=None, metadata={"range": "> 0"})
+    """With n_envs > 1: gradient updates per env step (n_envs x it per vector step); None:
+    gradient_steps / train_freq, the single-env ratio."""
     robust: RobustConfig = field(default_factory=RobustConfig)
     """ERNIE's adversarial Lipschitz regularizer on the actor's mean action and/or the critics
     (robustrl.robust); sac has no observation normalizer, so eps is in raw units."""
@@ -93,7 +100,8 @@ class SAC(Agent):
     Config = SACConfig
     capabilities = Capabilities(agents="single", learning="off-policy",
                                 action_spaces=(gym.spaces.Box,), ernie=True, relabel=True,
-                                learned_reward=True, gpu=False)
+                                learned_reward=True, gpu=True)
+    batched_act = True
     STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha",
              "alpha_opt", "stats.episodes")
     """What a checkpoint holds (the replay buffer too, when saved for resuming)."""
@@ -105,12 +113,13 @@ class SAC(Agent):
         low, high = self.action_space.low.ravel(), self.action_space.high.ravel()
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise RobustRLError("sac needs a bounded Box action space (finite low/high)")
-        self.actor = Actor(obs_dim, act_dim, cfg.hidden, low, high)
-        self.critic = EnsembleMLP(cfg.n_critics, obs_dim + act_dim, cfg.hidden, 1)
+        self.actor = Actor(obs_dim, act_dim, cfg.hidden, low, high).to(self.device)
+        self.critic = EnsembleMLP(cfg.n_critics, obs_dim + act_dim, cfg.hidden, 1).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
-        self.log_alpha = torch.tensor(np.log(cfg.alpha or cfg.alpha_init), requires_grad=True)
+        self.log_alpha = torch.tensor(np.log(cfg.alpha or cfg.alpha_init), requires_grad=True,
+                                      device=self.device)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
         self.ernie = attach(cfg.robust, self.name, logits=False)
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
@@ -127,9 +136,9 @@ class SAC(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.obs_dim)
         a = self.actor.mode(x) if deterministic else self.actor.sample(x)[0]
-        return a.numpy().reshape(np.shape(obs)[:-1] + self.action_space.shape)
+        return a.cpu().numpy().reshape(np.shape(obs)[:-1] + self.action_space.shape)
 
     # ----------------------------------------------------------------- update
     def q_values(self, critic: nn.Module, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -180,6 +189,10 @@ class SAC(Agent):
 
     def explore(self, random: bool) -> tuple[np.ndarray, np.ndarray]:
         """This step's env action, also the one stored: uniform at first, then sampled."""
-        action = (self.action_space.sample() if random
-                  else self.act(self.obs, deterministic=False))
+        if not random:
+            action = self.act(self.obs, deterministic=False)
+        elif np.ndim(self.obs) == 1:
+            action = self.action_space.sample()
+        else:  # one per env copy
+            action = np.stack([self.action_space.sample() for _ in self.obs])
         return action, action

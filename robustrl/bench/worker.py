@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,7 @@ def _run_job(job: Job) -> dict[str, Any]:
     from robustrl.bench.adversary import cell_adversary
     from robustrl.bench.transfer import run_lock, surrogate_agent
     from robustrl.train import eval_env, evaluate
+    from robustrl.train.evaluation import batchable
 
     start = time.perf_counter()
     with run_lock(job.run_dir):  # another job may be training it as its surrogate
@@ -201,6 +203,8 @@ def _run_job(job: Job) -> dict[str, Any]:
         adversary = None if cell.spec == CLEAN else cell_adversary(agent, job, cell.spec)
         if cell.spec == CLEAN:
             env = recorder = _ObsRecorder(eval_env(agent))
+        elif adversary is None and batchable(agent, [cell.spec]):  # many episodes at once
+            env = partial(eval_env, agent, [cell.spec], seed=job.eval_seed)
         else:
             env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary,
                            surrogate=surrogate_agent(job, cell.spec, trained_agent))

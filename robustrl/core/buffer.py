@@ -49,8 +49,9 @@ class ReplayBuffer:
     def add(self, obs, action, reward, next_obs, terminated, **extras: Any) -> None:
         """Add one transition, or a batch when the inputs carry a leading batch axis."""
         obs = np.asarray(obs, np.float32)
-        n = 1 if obs.ndim == self.obs.ndim - 1 else obs.shape[0]
-        idx = (self.pos + np.arange(n)) % self.capacity if n > 1 else self.pos
+        batched = obs.ndim == self.obs.ndim  # a batch of one too
+        n = obs.shape[0] if batched else 1
+        idx = (self.pos + np.arange(n)) % self.capacity if batched else self.pos
         self.obs[idx] = obs
         self.next_obs[idx] = next_obs
         self.actions[idx] = action
@@ -61,9 +62,11 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, rng: np.random.Generator,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """A uniform batch, moved to `device` once (the learner's, e.g. cuda)."""
         idx = rng.integers(0, self.size, size=batch_size)
-        return {k: torch.from_numpy(self._array(k)[idx]) for k in self.keys}
+        return {k: torch.from_numpy(self._array(k)[idx]).to(device) for k in self.keys}
 
     def relabel(self, reward_fn: RewardFn) -> None:
         """Recompute every stored reward as `reward_fn(obs, actions, next_obs)` (PEBBLE's

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -24,6 +25,13 @@ def crossed(before: int, after: int, every: int) -> bool:
     """Whether a step counter going from `before` to `after` passed a multiple of `every` (a
     learner stepping n_envs copies at once can jump over the multiple itself)."""
     return after // every > before // every
+
+
+def updates_per_step(cfg: Any) -> float:
+    """Gradient updates per env step of an off-policy learner stepping n_envs > 1 copies:
+    `cfg.updates_per_step`, or by default the single-env loop's gradient_steps / train_freq."""
+    ratio = getattr(cfg, "updates_per_step", None)
+    return ratio if ratio is not None else getattr(cfg, "gradient_steps", 1) / cfg.train_freq
 
 
 def minibatches(size: int, n_minibatches: int) -> Iterator[torch.Tensor]:

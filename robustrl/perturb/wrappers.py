@@ -155,9 +155,11 @@ class GymPerturbation(PerturbationWrapper, gym.Wrapper, gym.utils.RecordConstruc
                  policy_fn: PolicyFn | None = None, obs_scale: Any = None,
                  adversary: AdversaryFn | None = None, seed: int | None = None,
                  surrogate_fn: PolicyFn | None = None):
+        # no deepcopy: policy_fn is bound to the agent, whose copy (replay buffer and all)
+        # took 0.5 s per wrapper; a rebuilt wrapper attacks the same live policy
         gym.utils.RecordConstructorArgs.__init__(
             self, spec=str(spec), policy_fn=policy_fn, obs_scale=obs_scale, adversary=adversary,
-            seed=seed, surrogate_fn=surrogate_fn)
+            seed=seed, surrogate_fn=surrogate_fn, _disable_deepcopy=True)
         gym.Wrapper.__init__(self, env)
         self._setup(env, spec, Context(policy_fn, obs_scale, adversary, surrogate_fn),
                     EnvView(env, False, (None,)), seed)

@@ -24,6 +24,7 @@ import torch
 from robustrl.agents import agent_class, load, resolve_config
 from robustrl.agents.base import Agent, read_checkpoint
 from robustrl.core.config import from_dict, replace, to_dict
+from robustrl.core.device import torch_device
 from robustrl.core.errors import RobustRLError
 from robustrl.core.guards import NonFiniteError, at_step, check_logged, modules_of
 from robustrl.core.io import atomic_write_text
@@ -65,6 +66,9 @@ class RunConfig:
     """Deterministic episodes per evaluation during training."""
     track: str = "none"
     """Experiment tracker besides TensorBoard: none or wandb (extra robustrl[wandb])."""
+    device: str = "cpu"
+    """Torch device of the learner's networks and replayed batches (cuda: learners whose
+    capabilities say gpu, `robustrl agents`)."""
 
 
 @dataclass
@@ -173,6 +177,7 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     import_user_modules(cfg.run.imports)
     check_tracker(cfg.run.track)
     check_eval(cfg.run.eval_every, cfg.run.eval_episodes)
+    torch_device(cfg.run.device)  # refused before the run directory is made
     checkpoint_path = out / "checkpoint.pt"
     lock = lock_run(out) if resume else None  # held until this returns; freed if killed
     if not resume and holds_run(out):
@@ -190,7 +195,7 @@ def train(cfg: Run, out: str | Path, resume: bool = False,
     # Building the reward model seeds torch's global generator; training continues from the
     # state it left, as when the loop was built after the agent (same results as before).
     torch_rng = torch.get_rng_state()
-    agent = cls(envs, cfg.agent, seed=cfg.run.seed, env_kwargs=cfg.env)
+    agent = cls(envs, cfg.agent, seed=cfg.run.seed, env_kwargs=cfg.env, device=cfg.run.device)
     resume_step, note = None, {}
     if resume and checkpoint_path.exists():
         if not agent.resume(read_checkpoint(checkpoint_path)):

@@ -4,12 +4,13 @@ model file, clean or perturbed, optionally recording every episode as video."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from robustrl.agents.base import Agent
 from robustrl.core.errors import RobustRLError
-from robustrl.train.evaluation import evaluate
+from robustrl.train.evaluation import batchable, evaluate
 from robustrl.train.pipeline import eval_env
 from robustrl.train.run import load_run_agent, load_run_config
 from robustrl.train.video import prepare_headless, record
@@ -22,7 +23,10 @@ def evaluate_agent(agent: Agent, episodes: int, perturb: Sequence[str] = (),
     if video is not None and not agent.env_id:
         raise RobustRLError("--video needs an agent whose env has a registered id (it remakes "
                             "the env with render_mode='rgb_array')")
-    env = eval_env(agent, perturb, seed=seed, render_mode="rgb_array" if video else None)
+    if video is None and batchable(agent, perturb):  # many episodes at once, same returns
+        env = partial(eval_env, agent, perturb, seed=seed)
+    else:
+        env = eval_env(agent, perturb, seed=seed, render_mode="rgb_array" if video else None)
     if video is not None:
         env = record(env, video, prefix=agent.env_id.replace("/", "-"))
     result = evaluate(agent, episodes, seed=seed, env=env)

@@ -1,0 +1,76 @@
+"""SAC throughput on the GPU (run.device=cuda) vs the CPU, side by side; skips without a GPU.
+
+For each device: SAC gradient updates per second at batch 256 (networks 256x256, replay
+batches moved to the device once each) and env steps per second of a short HalfCheetah-v5
+training run (one update per env step). Appends to results/gpu_throughput.csv.
+
+    python experiments/perf/gpu_throughput.py --updates 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from robustrl.agents import agent_class, resolve_config
+
+RESULTS = Path(__file__).resolve().parent / "results" / "gpu_throughput.csv"
+
+
+def measure(env: str, device: str, updates: int) -> tuple[float, float]:
+    cfg = resolve_config("sac", env, {"learning_starts": 300})
+    agent = agent_class("sac")(env, cfg, seed=0, device=device)
+    agent.learn(300)  # random warm-up fills the replay
+    batch = agent.buffer.sample(256, agent.rng, agent.device)
+    agent.update(batch)
+    sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        agent.update(agent.buffer.sample(256, agent.rng, agent.device))
+    sync()
+    per_update = (time.perf_counter() - t0) / updates
+    t0 = time.perf_counter()
+    agent.learn(300 + updates)
+    steps = updates / (time.perf_counter() - t0)
+    agent.close()
+    return 1 / per_update, steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="mujoco/HalfCheetah-v5")
+    parser.add_argument("--updates", type=int, default=500)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_throughput: skipped, this torch build sees no GPU")
+        return
+    torch.set_num_threads(1)
+    rows = []
+    for device in ("cpu", "cuda"):
+        ups, sps = measure(args.env, device, args.updates)
+        rows.append((device, ups, sps))
+        print(f"{device}: {ups:.0f} SAC updates/s, {sps:.0f} env steps/s "
+              f"({torch.cuda.get_device_name() if device == 'cuda' else 'one thread'})")
+    load = os.getloadavg()[0]
+    RESULTS.parent.mkdir(exist_ok=True)
+    new = not RESULTS.exists()
+    with RESULTS.open("a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["date", "env", "device", "updates_per_s", "env_steps_per_s", "gpu",
+                        "load_average"])
+        date = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
+        for device, ups, sps in rows:
+            w.writerow([date, args.env, device, f"{ups:.1f}", f"{sps:.1f}",
+                        torch.cuda.get_device_name(), f"{load:.1f}"])
+
+
+if __name__ == "__main__":
+    main()

@@ -80,10 +80,10 @@ def at_step(error: NonFiniteError, step: int) -> NonFiniteError:
     return error if text.startswith("step ") else NonFiniteError(f"step {step}: {text}")
 
 
-class GuardedEnv(gym.Wrapper):
-    """A Gymnasium env whose observations and rewards are checked as they leave it."""
+class _ChecksOutputs:
+    """reset/step that check what leaves `self.env` (single values or per-agent dicts)."""
 
-    STATELESS = True  # nothing of its own to save for an exact resume (robustrl.envs.state)
+    env: Any
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -97,7 +97,13 @@ class GuardedEnv(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-class GuardedForwardingEnv:
+class GuardedEnv(_ChecksOutputs, gym.Wrapper):
+    """A Gymnasium env whose observations and rewards are checked as they leave it."""
+
+    STATELESS = True  # nothing of its own to save for an exact resume (robustrl.envs.state)
+
+
+class GuardedForwardingEnv(_ChecksOutputs):
     """The same for an env that is no `gym.Env` (a PettingZoo ParallelEnv with dicts of
     per-agent values, an env in a worker process); everything else is forwarded to it."""
 
@@ -108,17 +114,6 @@ class GuardedForwardingEnv:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.env, name)
-
-    def reset(self, **kwargs: Any):
-        obs, infos = self.env.reset(**kwargs)
-        check_finite(obs, "env observation (at reset)")
-        return obs, infos
-
-    def step(self, actions: Any):
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        check_finite(obs, "env observation")
-        check_finite(rewards, "env reward")
-        return obs, rewards, terminations, truncations, infos
 
 
 def guard_env(env: Any) -> Any:

@@ -65,9 +65,10 @@ class SB3Agent(Agent):
     algo: str = "ppo"
 
     def __init__(self, env: Any, config: Any = None, seed: int = 0,
-                 env_kwargs: dict[str, Any] | None = None, model: Any = None):
+                 env_kwargs: dict[str, Any] | None = None, model: Any = None,
+                 device: str = "cpu"):
         self._loaded = model  # a model SB3 saved (load_zip), else a fresh one is built
-        super().__init__(env, config, seed, env_kwargs)
+        super().__init__(env, config, seed, env_kwargs, device)
 
     def _build(self) -> None:
         if self._loaded is not None:

@@ -66,7 +66,7 @@ def evaluate(agent: Agent, episodes: int = 10, seed: int = 10_000, env: Any = No
     system mean waiting time averaged over steps and episodes).
     """
     if episodes < 1 or seed < 0:
-        if env is not None:
+        if env is not None and not _is_factory(env):
             env.close()
         raise RobustRLError(f"evaluation needs episodes >= 1 and seed >= 0, got episodes "
                             f"{episodes} and seed {seed}")

@@ -179,6 +179,7 @@ def test_trials_as_ray_tasks_through_the_storage_proxy(tmp_path):
     study = optuna.load_study(study_name="cartpole_ppo_smoke",
                               storage=f"sqlite:///{tmp_path / 'out' / 'study.sqlite'}")
     assert all(t.intermediate_values for t in study.trials)  # reports came through
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3  # distinct
 
 
 @pytest.mark.parametrize("change, message", [

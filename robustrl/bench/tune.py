@@ -28,6 +28,7 @@ from typing import Any
 
 from robustrl.bench.tune_spec import TuneSpec, agents_toml, load_tune_spec, set_line
 from robustrl.bench.tune_trial import (
+    ask,
     import_optuna,
     open_study,
     run_trial,
@@ -81,7 +82,7 @@ def _work(spec_path: str, label: str, out: str) -> None:
             c = trial_counts(study)
             if c["COMPLETE"] + c["PRUNED"] + c["RUNNING"] >= spec.trials:
                 return
-            trial = study.ask()  # RUNNING before the next worker counts
+            trial = ask(study, spec)  # RUNNING before the next worker counts
         failed += run_trial(study, trial, spec, params, out_dir) == "FAIL"
         too_many_failures(spec, failed)
 

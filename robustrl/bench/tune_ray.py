@@ -19,7 +19,7 @@ from typing import Any
 
 from robustrl.bench.backends import RAY_RETRIES, ray_session
 from robustrl.bench.tune_spec import TuneSpec, load_tune_spec
-from robustrl.bench.tune_trial import open_study, run_trial, too_many_failures, trial_counts
+from robustrl.bench.tune_trial import ask, open_study, run_trial, too_many_failures, trial_counts
 
 
 def _free_port() -> int:
@@ -47,8 +47,11 @@ def _serve(storage_url: str) -> int:
     return port
 
 
-def ray_trial(spec_name: str, spec_text: str, label: str, host: str, port: int) -> str:
-    """A Ray task: one trial of the study served at host:port; returns its state's name."""
+def ray_trial(spec_name: str, spec_text: str, label: str, host: str, port: int,
+              seed_offset: int) -> str:
+    """A Ray task: one trial of the study served at host:port, sampled with seed offset
+    `seed_offset` (distinct per task: tasks that start together see the same trial count);
+    returns its state's name."""
     from optuna.storages import GrpcStorageProxy
 
     from robustrl.bench.worker import init_worker
@@ -61,7 +64,7 @@ def ray_trial(spec_name: str, spec_text: str, label: str, host: str, port: int) 
         proxy = GrpcStorageProxy(host=host, port=port)
         proxy.wait_server_ready(timeout=60)
         study = open_study(spec, proxy)
-        return run_trial(study, study.ask(), spec, params, Path(tmp))
+        return run_trial(study, ask(study, spec, seed_offset), spec, params, Path(tmp))
 
 
 def run_trials_on_ray(spec_path: str, label: str, spec: TuneSpec, study: Any, out_dir: Path,
@@ -78,12 +81,15 @@ def run_trials_on_ray(spec_path: str, label: str, spec: TuneSpec, study: Any, ou
         text = Path(spec_path).read_text()
         pending: list[Any] = []
         failed = 0
+        launched = len(study.get_trials(deepcopy=False))  # seed offsets, one per task
         try:
             while True:
                 c = trial_counts(study)
                 while len(pending) < workers and \
                         c["COMPLETE"] + c["PRUNED"] + len(pending) < spec.trials:
-                    pending.append(task.remote(Path(spec_path).name, text, label, host, port))
+                    pending.append(task.remote(Path(spec_path).name, text, label, host, port,
+                                               launched))
+                    launched += 1
                 if not pending:
                     break
                 done, pending = ray.wait(pending, num_returns=1)

@@ -78,7 +78,7 @@ class TuneSpec:
     eval_seed: int = 10_000
     """Seed of the first evaluation episode (the same initial states for every trial)."""
     sampler_seed: int = 0
-    """Seed of the TPE sampler."""
+    """Seed of the TPE sampler (a trial samples with sampler_seed + the trials before it)."""
     startup_trials: int = 5
     """Trials the median pruner lets finish before it prunes (and TPE samples at random)."""
     out: str | None = None

@@ -30,15 +30,28 @@ def iqm(values: list[float]) -> float:
     return float(x[cut:n - cut].mean()) if n - 2 * cut > 0 else float(x.mean())
 
 
+def _sampler(spec: TuneSpec, offset: int) -> Any:
+    return import_optuna().samplers.TPESampler(seed=spec.sampler_seed + offset,
+                                               n_startup_trials=spec.startup_trials)
+
+
 def open_study(spec: TuneSpec, storage: Any) -> Any:
     """The spec's study (created or loaded) on `storage`: a URL or an Optuna storage."""
     optuna = import_optuna()
     return optuna.create_study(
         study_name=spec.name, storage=storage, direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed,
-                                           n_startup_trials=spec.startup_trials),
+        sampler=_sampler(spec, 0),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials),
         load_if_exists=True)
+
+
+def ask(study: Any, spec: TuneSpec, offset: int | None = None) -> Any:
+    """The study's next trial, sampled with the seed sampler_seed + offset (default: the
+    number of trials so far). Every worker, Ray task and resumed run holds a fresh sampler;
+    seeded alike they would all draw the same startup configurations."""
+    study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False))
+                             if offset is None else offset)
+    return study.ask()
 
 
 def trial_counts(study: Any) -> dict[str, int]:

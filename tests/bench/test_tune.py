@@ -17,7 +17,8 @@ import pytest
 
 from robustrl.agents import agent_class
 from robustrl.bench.tune import run_tune
-from robustrl.bench.tune_trial import iqm
+from robustrl.bench.tune_spec import load_tune_spec
+from robustrl.bench.tune_trial import ask, iqm, open_study
 from robustrl.cli import tune as tune_cli
 from robustrl.core.config import from_dict, parse_assignments
 from robustrl.core.errors import RobustRLError
@@ -138,6 +139,23 @@ def test_two_workers_share_the_study_without_overshooting(tmp_path):
         "eval_every = 256", "eval_every = 128"))
     [summary] = run_tune(spec, workers=2, out=tmp_path / "out")
     assert summary.finished == 3 and len(_states(tmp_path / "out")) == 3
+    trials = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/out/study.sqlite")
+    assert len({tuple(sorted(t.params.items())) for t in trials.trials}) == 3  # none repeated
+
+
+def test_fresh_samplers_do_not_repeat_configurations(tmp_path):
+    """Workers, Ray tasks and resumed runs each open the study with a fresh sampler; seeded
+    alike they drew the same startup configurations (trials 0 and 1 identical)."""
+    [(_, spec, params)] = load_tune_spec(SMOKE)
+    storage = f"sqlite:///{tmp_path}/study.sqlite"
+
+    def draw(offset: int | None = None) -> tuple:
+        trial = ask(open_study(spec, storage), spec, offset)
+        return tuple(p.suggest(trial) for p in params)
+
+    drawn = [draw() for _ in range(3)]
+    assert len(set(drawn)) == 3
+    assert draw(0) == drawn[0]  # deterministic: the same offset gives the same draw
 
 
 @pytest.mark.slow
@@ -161,6 +179,7 @@ def test_trials_as_ray_tasks_through_the_storage_proxy(tmp_path):
     study = optuna.load_study(study_name="cartpole_ppo_smoke",
                               storage=f"sqlite:///{tmp_path / 'out' / 'study.sqlite'}")
     assert all(t.intermediate_values for t in study.trials)  # reports came through
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3  # distinct
 
 
 @pytest.mark.parametrize("change, message", [

@@ -113,7 +113,10 @@ class GuardedForwardingEnv(_ChecksOutputs):
         self.env = env
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
+        env = self.__dict__.get("env")  # absent while unpickling (robustrl.envs.state)
+        if env is None:
+            raise AttributeError(name)
+        return getattr(env, name)
 
 
 def guard_env(env: Any) -> Any:

@@ -98,7 +98,8 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def _same_agent(a: Path, b: Path) -> None:
-    sa, sb = read_checkpoint(a)["state"], read_checkpoint(b)["state"]
+    kind = torch.load(a, map_location="cpu", weights_only=False).get("kind")  # offline workers
+    sa, sb = read_checkpoint(a, kind)["state"], read_checkpoint(b, kind)["state"]
     assert sa.keys() == sb.keys()
     for key in sa:
         _same_tree(sa[key], sb[key], key)

@@ -4,7 +4,6 @@ checkpoint holds the episodes in progress, and is retrained from scratch where i
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import torch
 
 from robustrl.bench import run_suite
+from tests.subprocess_cli import subprocess_env
 
 WALL_CLOCK = {"seconds", "finished_at", "train_seconds", "run_dir"}
 SUITE = """
@@ -81,12 +81,9 @@ def _table(db: Path, name: str) -> list[tuple]:
 
 
 def _killed_sweep(suite: Path, out: Path, mode: str, k: int) -> None:
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", DRIVER, mode, str(k), str(suite),
                            "--workers", "1", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 

@@ -4,13 +4,11 @@ agent files."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,17 +16,7 @@ from robustrl.cli import main
 from robustrl.core.errors import RobustRLError
 from robustrl.train import build_run, train
 from robustrl.train.rundir import LOCK, lock_run
-
-
-def _env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1"}
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustrl.cli", *args], capture_output=True,
-                          text=True, env=_env(), timeout=300)
+from tests.subprocess_cli import run_cli, subprocess_env
 
 
 @pytest.mark.slow
@@ -38,7 +26,7 @@ def test_second_process_is_refused_and_a_killed_ones_lock_is_not_stale(tmp_path)
         [sys.executable, "-m", "robustrl.cli", "train", "--agent", "ppo", "--env",
          "gym/CartPole-v1", "--steps", "10000000", "--out", str(run), "--set", "n_envs=1",
          "--set", "run.checkpoint_every=1000000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         deadline = time.time() + 120
         while not ((run / "metrics.csv").exists() and (run / LOCK).read_text().strip()):
@@ -47,7 +35,7 @@ def test_second_process_is_refused_and_a_killed_ones_lock_is_not_stale(tmp_path)
         for args in (["--resume", str(run)],
                      ["--agent", "ppo", "--env", "gym/CartPole-v1", "--steps", "10",
                       "--out", str(run)]):
-            proc = _cli("train", *args)
+            proc = run_cli("train", *args, timeout=300)
             err = proc.stderr.strip()
             assert proc.returncode != 0 and "\n" not in err and "Traceback" not in err, err
             if args[0] == "--resume":

@@ -9,7 +9,6 @@ it, or at a metrics row between checkpoints."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from robustrl.agents.base import read_checkpoint
 from robustrl.cli import main
 from robustrl.train import build_run, resume, train
 from robustrl.train.rundir import read_run_toml
+from tests.subprocess_cli import run_cli, subprocess_env
 
 WALL_CLOCK = {"steps_per_second", "updates_per_s"}
 
@@ -66,20 +66,9 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "OMP_NUM_THREADS": "1"}
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robustrl.cli", *args], capture_output=True,
-                          text=True, env=_env(), timeout=600)
-
-
 def _killed(mode: str, k: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", DRIVER, mode, str(k), *args],
-                          capture_output=True, text=True, env=_env(), timeout=600)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:
@@ -129,7 +118,7 @@ def _check_resume(tmp_path: Path, train_args: list[str], kills: list[tuple[str, 
     for mode, k in rest:
         proc = _killed(mode, k, "train", "--resume", str(run))
         assert proc.returncode == -signal.SIGKILL, proc.stderr
-    proc = _cli("train", "--resume", str(run))
+    proc = run_cli("train", "--resume", str(run))
     assert proc.returncode == 0, proc.stderr
     assert _metrics(run) == _metrics(ref)
     assert _scalars(run) == _scalars(ref)

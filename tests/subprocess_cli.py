@@ -18,5 +18,5 @@ def subprocess_env() -> dict[str, str]:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """`robustrl ARGS...` in a fresh process; its output captured as text."""
-    return subprocess.run([sys.executable, "-m", "robustrl.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "robustrl", *args], capture_output=True,
                           text=True, env=subprocess_env(), timeout=timeout)

@@ -124,6 +124,15 @@ def check_one_config(db: str | Path, cells: list[dict[str, Any]]) -> None:
                                 "them: rerun the suite into a fresh --db")
 
 
+def _has_runs(db: Path) -> bool:
+    """False for a database rebuilt from a bare episodes export (no runs.csv beside it)."""
+    conn = connect(db, must_exist=True)
+    try:
+        return conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+    finally:
+        conn.close()
+
+
 def analyse(db: str | Path) -> tuple[list[CurvePoint], list[Summary], dict[str, str]]:
     """Curves and summaries of every agent × env × perturbation in the database."""
     conn = connect(db, must_exist=True)
@@ -297,10 +306,11 @@ def plot_env(env: str, points: list[CurvePoint], summaries: list[Summary], path:
 def report(db: str | Path, out: str | Path | None = None, curves: bool = False,
            plots: bool = True) -> dict[str, Any]:
     """Write report.md, curves.csv, summary.csv, aggregates.csv, improvements.csv,
-    episodes.csv, `<env>.png` and profiles.png into `out` (default: a `report/` folder beside
-    the database); with `curves`, learning curves of the runs too (robustrl.bench.curves).
-    `db` may also be an episodes export (`*.csv`, robustrl.bench.from_csv); `plots=False`
-    writes the tables only. Returns the paths and the data."""
+    episodes.csv (+ runs.csv: the runs table), `<env>.png` and profiles.png into `out`
+    (default: a `report/` folder beside the database); with `curves`, learning curves of the
+    runs too (robustrl.bench.curves). `db` may also be an episodes export (`*.csv`, with its
+    runs.csv beside it when there is one: robustrl.bench.from_csv); `plots=False` writes the
+    tables only. Returns the paths and the data."""
     import tempfile
 
     from robustrl.bench import comparisons
@@ -327,6 +337,8 @@ def report(db: str | Path, out: str | Path | None = None, curves: bool = False,
     atomic_write_text(out / "aggregates.csv", _csv(aggregates, comparisons.Aggregate))
     atomic_write_text(out / "improvements.csv", _csv(improvements, comparisons.Improvement))
     export_csv(db, out / "episodes.csv")
+    if _has_runs(db):
+        export_csv(db, out / "runs.csv", table="runs")  # the Lipschitz column's raw rows
     pngs = [plot_env(env, points, summaries, out / f"{env.replace('/', '-')}.png")
             for env in sorted({p.env for p in points})] if plots else []
     profile = comparisons.plot_profiles(points, out / "profiles.png") if plots else None

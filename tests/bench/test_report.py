@@ -213,6 +213,33 @@ def test_report_from_an_episodes_export(negative_db, tmp_path):
         report(bad, tmp_path / "c")
 
 
+def test_runs_export_beside_the_episodes_keeps_the_lipschitz_column(tmp_path):
+    from robustrl.bench import export_csv
+
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db, "s", "h") as store:
+        for seed in range(3):
+            job = _job("ppo", seed, {("none", None): [1.0 + seed], ("obs-gaussian", 0.1): [0.5]})
+            store.write_job({**job, "lipschitz": 2.0 + seed / 3})
+    from_db = report(db, tmp_path / "a")
+    assert (tmp_path / "a" / "runs.csv").is_file()
+    raw = tmp_path / "raw"
+    export_csv(db, raw / "episodes.csv")
+    bare = report(raw / "episodes.csv", tmp_path / "bare")  # no runs.csv: no Lipschitz
+    assert {s.lipschitz for s in bare["summaries"]} == {None}
+    assert not (tmp_path / "bare" / "runs.csv").exists()
+    export_csv(db, raw / "runs.csv", table="runs")
+    full = report(raw / "episodes.csv", tmp_path / "full")
+    assert [s.lipschitz for s in full["summaries"]] == [s.lipschitz for s in from_db["summaries"]]
+    assert (tmp_path / "full" / "report.md").read_text() == from_db["markdown"]
+    assert (tmp_path / "full" / "runs.csv").read_text() == (raw / "runs.csv").read_text()
+    other = tmp_path / "other"
+    export_csv(db, other / "episodes.csv")
+    (other / "runs.csv").write_text((raw / "runs.csv").read_text().replace("ppo-2", "ppo-9"))
+    with pytest.raises(RobustRLError, match="list different runs"):
+        report(other / "episodes.csv", tmp_path / "c")
+
+
 def test_variant_is_compared_to_its_base(tmp_path):
     db = tmp_path / "results.sqlite"
     with ResultStore(db, "s", "h") as store:

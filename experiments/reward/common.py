@@ -178,10 +178,17 @@ def write(name: str, text: str) -> Path:
     return path
 
 
-def minilm_features(data: PreferenceData) -> torch.Tensor:
+def minilm_features(data: PreferenceData, chunk: int = 16 * 32) -> torch.Tensor:
     """Frozen all-MiniLM-L6-v2 'pair' features [e_response, e_prompt ⊙ e_response] of every
     item, through the on-disk embedding cache (the first run embeds; later runs only read)."""
     from robustrl.reward.text import TextConfig, TextRewardModel, default_cache_dir
 
     model = TextRewardModel(TextConfig(features="pair"))
-    return model.featurize(data.prompts, data.responses, default_cache_dir())
+    cache = default_cache_dir()
+    # Longest first, in chunks of whole batches: the same batches as one call would embed
+    # (`embed` sorts the same way), but each chunk goes to the cache as soon as it is done,
+    # so an interrupted first run keeps what it embedded.
+    texts = sorted(dict.fromkeys([*data.responses, *data.prompts]), key=lambda t: -len(t))
+    for i in range(0, len(texts), chunk):
+        model.embed(texts[i : i + chunk], cache)
+    return model.featurize(data.prompts, data.responses, cache)

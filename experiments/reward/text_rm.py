@@ -11,7 +11,7 @@ pairs excluded from scoring, used as soft 0.5 targets in training). The length-o
 
 Each fit's row goes to results/text.csv as it finishes (atomically); `--resume` keeps the
 rows there and runs only the missing fits. The first run embeds ≈ 10,700 texts (about
-7 CPU-minutes on one thread), in chunks that each go to the embedding cache at once.
+7–9 CPU-minutes on one thread), in chunks that each go to the embedding cache at once.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ What it checks (each from the raw rows committed next to the table):
   heron.md's simple_spread row and doubled-inflow quote from the HERON reports'.
 - `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
 - `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
+- `experiments/reward/results/synthetic.md` from `synthetic.csv` and `pandalm.md` from
+  `pandalm.csv`; `text.md` from `text.csv` and `rl_from_preferences.md` from
+  `rl_from_preferences_{runs,episodes}.csv` once those are committed (until then those two
+  files must hold no table).
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -295,6 +299,188 @@ def check_text_finetune(c: Checker) -> None:
         c.same(f"text_finetune.md {data} {method} seeds", row[5], str(len(rs)))
 
 
+REWARD = ROOT / "reward" / "results"
+
+
+def _md_rows(text: str, header_start: str) -> list[list[str]]:
+    """Like `_table`, for tables whose cells may hold escaped pipes (`\\|`)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
+        rows.append([x.strip().replace("\\|", "|") for x in cells])
+    return rows
+
+
+def _floats(rows: list[dict[str, str]], field: str, order: str = "seed") -> list[float]:
+    return [float(r[field]) for r in sorted(rows, key=lambda r: int(r[order] or 0))]
+
+
+def _no_table(c: Checker, name: str, header_start: str) -> None:
+    """A results file whose raw rows are not committed must publish no table."""
+    text = (REWARD / name).read_text()
+    c.same(f"{name}: no table without its raw rows", any(
+        line.startswith(header_start) for line in text.splitlines()), False)
+
+
+def check_reward_synthetic(c: Checker) -> None:
+    """experiments/reward/results/synthetic.md from synthetic.csv (per fit)."""
+    rows = _rows(REWARD / "synthetic.csv")
+    text = (REWARD / "synthetic.md").read_text()
+
+    def sel(part: str, truth: str, labels: str, method: str, lam: str) -> list[dict]:
+        out = [r for r in rows if (r["part"], r["truth"], r["labels"], r["method"], r["lam"])
+               == (part, truth, labels, method, lam)]
+        return sorted(out, key=lambda r: (int(r["seed"]), int(r["repeat"] or 0)))
+
+    seeds = sorted({int(r["seed"]) for r in rows if r["part"] == "accuracy"})
+    c.same("synthetic.md seeds", f"over {len(seeds)} seeds" in text, True)
+    main = _md_rows(text, "| truth | labels | corrupted")
+    c.same("synthetic.md main rows", len(main), 6)
+    for truth, labels, corrupted, bt_acc, r3m_acc, gain, prec, rec in main:
+        bt = sel("accuracy", truth, labels, "bt", "")
+        r3m = sel("accuracy", truth, labels, "r3m", "0.5")
+        where = f"synthetic.md {truth} {labels}"
+        c.same(f"{where} n", (len(bt), len(r3m)) == (len(seeds), len(seeds)), True)
+        c.same(f"{where} corrupted", corrupted,
+               f"{np.mean([float(r['corrupted_frac']) for r in bt]):.3f}")
+        c.same(f"{where} BT acc", bt_acc, _mean_std(_floats(bt, "accuracy"), 3))
+        c.same(f"{where} R3M acc", r3m_acc, _mean_std(_floats(r3m, "accuracy"), 3))
+        diff = 100 * (np.array(_floats(r3m, "accuracy")) - np.array(_floats(bt, "accuracy")))
+        c.same(f"{where} gain", gain, f"{diff.mean():+.1f}")
+        c.same(f"{where} precision", prec, _mean_std(_floats(r3m, "precision"), 3))
+        c.same(f"{where} recall", rec, _mean_std(_floats(r3m, "recall"), 3))
+    sweep = _md_rows(text, "| truth | labels | λ | threshold")
+    c.same("synthetic.md sweep rows", len(sweep), 24)
+    for truth, labels, lam, threshold, acc, prec, rec, flagged in sweep:
+        r3m = sel("accuracy", truth, labels, "r3m", lam)
+        where = f"synthetic.md sweep {truth} {labels} λ={lam}"
+        c.same(f"{where} n", len(r3m), len(seeds))
+        c.same(f"{where} threshold", threshold, f"{np.log(1 / float(lam) - 1):+.2f}")
+        for cell, field in ((acc, "accuracy"), (prec, "precision"), (rec, "recall"),
+                            (flagged, "flagged")):
+            c.same(f"{where} {field}", cell, _mean_std(_floats(r3m, field), 3))
+    timing = _md_rows(text, "| model | BT CPU s (min)")
+    c.same("synthetic.md time rows", len(timing), 2)
+    for row in timing:
+        recomputed = []
+        for field in ("cpu_seconds", "seconds"):
+            bt = np.array([float(r[field]) for r in sel("time", row[0], "irrational p=1/2",
+                                                         "bt", "")])
+            r3m = np.array([float(r[field]) for r in sel("time", row[0], "irrational p=1/2",
+                                                          "r3m", "0.5")])
+            recomputed += [f"{bt.min():.3f}", f"{r3m.min():.3f}", f"{r3m.min() / bt.min():.3f}",
+                           f"{np.median(r3m) / np.median(bt):.3f}"]
+        for i, (cell, value) in enumerate(zip(row[1:], recomputed, strict=True)):
+            c.same(f"synthetic.md time {row[0]} column {i + 2}", cell, value)
+
+
+def check_reward_text(c: Checker) -> None:
+    """experiments/reward/results/text.md (frozen MiniLM) from text.csv; without the CSV
+    the file must hold no table."""
+    if not (REWARD / "text.csv").exists():
+        _no_table(c, "text.md", "| data | method")
+        return
+    rows = _rows(REWARD / "text.csv")
+    text = (REWARD / "text.md").read_text()
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        cells[(r["data"], r["method"])].append(r)
+    table = _md_rows(text, "| data | method | held-out accuracy")
+    c.same("text.md rows", len(table), len(cells))
+    for data, method, acc, train_acc, seconds, n_test, n in table:
+        rs, where = cells[(data, method)], f"text.md {data} {method}"
+        c.same(f"{where} accuracy", acc, _mean_std(_floats(rs, "accuracy"), 3))
+        trained = method != "length baseline"
+        c.same(f"{where} train accuracy", train_acc,
+               _mean_std(_floats(rs, "train_accuracy"), 3) if trained else "–")
+        c.same(f"{where} train s", seconds,
+               f"{np.mean(_floats(rs, 'seconds')):.2f}" if trained else "–")
+        c.same(f"{where} held-out n", n_test, f"{np.mean(_floats(rs, 'n_test')):.0f}")
+        c.same(f"{where} seeds", n, str(len(rs)))
+    for data in {r["data"] for r in rows}:
+        ratio = ", ".join(
+            f"{np.sum(_floats(cells[(data, 'R3M λ=0.5')], f)) / np.sum(_floats(cells[(data, 'BT')], f)):.3f}"  # noqa: E501
+            for f in ("cpu_seconds", "seconds"))
+        c.same(f"text.md {data} R3M/BT time", f"{data} {ratio}" in text, True)
+
+
+PANDALM_SCORES = {
+    "mv": "Mean-Var −diverging score (λ = 1)",
+    "mv_mu": "Mean-Var −|μ_A − μ_B| alone",
+    "mv_sigma": "Mean-Var σ_A + σ_B alone",
+    "bt": "BT −|Δr|",
+    "len": "−|length difference| (no model)",
+}
+
+
+def check_reward_pandalm(c: Checker) -> None:
+    """experiments/reward/results/pandalm.md from pandalm.csv (per seed and score)."""
+    rows = _rows(REWARD / "pandalm.csv")
+    text = (REWARD / "pandalm.md").read_text()
+
+    def values(metric: str, score: str) -> list[float]:
+        return _floats([r for r in rows if (r["metric"], r["score"]) == (metric, score)],
+                       "value")
+
+    label_key = {v: k for k, v in PANDALM_SCORES.items()}
+    table = _md_rows(text, "| disagreement score | AUROC")
+    c.same("pandalm.md AUROC rows", len(table), len(PANDALM_SCORES))
+    for label, cell in table:
+        c.same(f"pandalm.md {label}", cell, _mean_std(values("auroc", label_key[label]), 3))
+    for model, cell in _md_rows(text, "| model | accuracy"):
+        c.same(f"pandalm.md accuracy {model}", cell, _mean_std(values("accuracy", model), 3))
+    first = rows[0]
+    counts = (f"{first['n_pairs']} pairs ({first['n_skipped']} malformed rows skipped: "
+              f"non-string responses), {first['n_disagree']} with annotator disagreement")
+    c.same("pandalm.md counts", counts in text, True)
+    seeds = sorted({r["seed"] for r in rows})
+    c.same("pandalm.md seeds", f"over seeds {', '.join(seeds)} of the fold" in text, True)
+
+
+def check_rl_from_preferences(c: Checker, folder: Path = REWARD) -> None:
+    """experiments/reward/results/rl_from_preferences.md from rl_from_preferences_runs.csv
+    (one row per policy), whose returns are the means of rl_from_preferences_episodes.csv;
+    without the CSVs the file must hold no table."""
+    name = "rl_from_preferences"
+    if not (folder / f"{name}_runs.csv").exists():
+        _no_table(c, f"{name}.md", "| labels → reward model")
+        return
+    runs = _rows(folder / f"{name}_runs.csv")
+    episodes: dict[str, list[float]] = defaultdict(list)
+    for e in _rows(folder / f"{name}_episodes.csv"):
+        episodes[e["run"]].append(float(e["return"]))
+    for r in runs:
+        c.same(f"{name}_runs.csv {r['run']} return = mean of its episodes", r["return_mean"],
+               float(np.mean(episodes[r["run"]])))
+        c.same(f"{name}_runs.csv {r['run']} episodes", r["episodes"],
+               str(len(episodes[r["run"]])))
+    by_label: dict[str, dict[int, dict[str, str]]] = defaultdict(dict)
+    for r in runs:
+        by_label[r["label"]][int(r["seed"])] = r
+    ref = {s: float(r["return_mean"]) for s, r in by_label["true reward"].items()}
+    table = _md_rows((folder / f"{name}.md").read_text(), "| labels → reward model")
+    c.same(f"{name}.md rows", len(table), len(by_label))
+    for label, n, ret, norm, *diag, minutes in table:
+        seeds = by_label[label]
+        order = sorted(seeds)
+        returns = [float(seeds[s]["return_mean"]) for s in order]
+        where = f"{name}.md {label}"
+        c.same(f"{where} seeds", n, str(len(order)))
+        c.same(f"{where} true return", ret, _mean_std(returns, 0))
+        c.same(f"{where} normalized", norm,
+               _mean_std([float(seeds[s]["return_mean"]) / ref[s] for s in order], 2))
+        for cell, key in zip(diag, ("rm/query_accuracy", "rm/label_noise",
+                                    "rm/outlier_precision", "rm/outlier_recall"), strict=True):
+            vals = [float(seeds[s][key]) for s in order if seeds[s][key]]
+            c.same(f"{where} {key}", cell, f"{np.mean(vals):.2f}" if vals else "-")
+        c.same(f"{where} train min", minutes,
+               f"{np.mean([float(seeds[s]['train_seconds']) for s in order]) / 60:.1f}")
+
+
 def main() -> int:
     c = Checker()
     folders = sorted(p.parent for p in ROOT.glob("*/results/*/episodes.csv"))
@@ -305,11 +491,17 @@ def main() -> int:
     check_heron_summary(c)
     check_intent(c)
     check_text_finetune(c)
+    check_reward_synthetic(c)
+    check_reward_text(c)
+    check_reward_pandalm(c)
+    check_rl_from_preferences(c)
     names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
     print(f"bench reports: {names}")
     print("tables: ernie/results/ernie.md (headline and P(A > B) tables), "
           "heron/results/heron.md (2 rows), offline/results/intent_medium.md, "
-          "offline/results/intent_maze.md, reward/results/text_finetune.md")
+          "offline/results/intent_maze.md, reward/results/text_finetune.md, "
+          "reward/results/synthetic.md, reward/results/pandalm.md; with no raw rows "
+          "committed, no table in reward/results/text.md and rl_from_preferences.md")
     for e in c.errors:
         print(f"MISMATCH {e}")
     print(f"{c.checked} numbers recomputed from committed raw data, {len(c.errors)} mismatches")

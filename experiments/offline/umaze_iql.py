@@ -12,7 +12,7 @@ Every episode is one row of `results/umaze_iql.csv`, written (atomically) as soo
 seed finishes; a rerun skips the seeds already there. The table `results/umaze_iql.md` is a
 pure function of the CSV (`table`, also used by experiments/check_results.py):
 
-    python experiments/offline/umaze_iql.py --seeds 0 1 2
+    python experiments/offline/umaze_iql.py --seeds 0 1 2 3 4
     python experiments/offline/umaze_iql.py --from-csv     # rewrite the table only
 """
 
@@ -39,7 +39,7 @@ EPISODES, EVAL_SEED, RANDOM_SEED = 20, 10_000, 1
 FIELDS = ["seed", "policy", "episode_seed", "return", "success", "ref_min", "ref_max",
           "normalized_score", "data_steps", "updates", "run_wall_s", "run_cpu_s", "load_1min",
           "date", "git_commit", "torch", "gymnasium", "mujoco", "host"]
-COMMAND = "python experiments/offline/umaze_iql.py --seeds 0 1 2"
+COMMAND = "python experiments/offline/umaze_iql.py --seeds 0 1 2 3 4"
 
 
 def read_rows(path: Path = CSV) -> list[dict[str, str]]:
@@ -175,7 +175,8 @@ def table(rows: list[dict[str, str]]) -> str:
         "",
         f"± = sample std over the {len(seeds)} seeds (runs). Wall s / CPU s: one seed's data "
         "generation, training and evaluation (CPU s of the process). Date (UTC): "
-        f"{', '.join(dates)}; machine: the shared 2-core dev box, one process, torch threads 1, "
+        f"{dates[0]} to {dates[-1]}; machine: the shared 2-core dev box, one process, "
+        "torch threads 1, "
         f"two long benchmark sweeps running meanwhile (1-min load average "
         f"{loads[0]:.2f}-{loads[-1]:.2f} at the start of a seed). CPU only. Commit "
         f"{', '.join(commits)}; torch {first['torch']}, gymnasium {first['gymnasium']}, "
@@ -186,7 +187,7 @@ def table(rows: list[dict[str, str]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--from-csv", action="store_true", help="only rewrite the table")
     args = parser.parse_args()
     if not args.from_csv:

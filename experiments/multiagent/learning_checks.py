@@ -1,18 +1,19 @@
 """Learning checks of the multi-agent learners, with per-episode raw rows.
 
-Runs (name: what; the budget and seeds recorded before this script existed):
+Runs (name: what). Learned runs train seeds 0, 1, 2; the seeds recorded before this script
+existed are marked "was": the rerun reproduces those numbers, the other seeds are new.
   spread-random     uniformly random actions on mpe/simple_spread (N=3, 25 cycles), 100
                     episodes (seeds 10000-10099, action rng seed 10000)
-  spread-mappo      MAPPO, agents/mappo.toml `mpe/*` settings, 20,000 env steps, seed 0;
-                    greedy on the same 100 episodes
+  spread-mappo      MAPPO, agents/mappo.toml `mpe/*` settings, 20,000 env steps (was: seed
+                    0); greedy on the same 100 episodes
   grid-fixed        the fixed-time controller (30 s greens) on traffic/2x2grid,
                     num_seconds=1000, 2 held-out episodes (seeds 100, 101)
   grid-idqn         IDQN (QCOMBO mixer, agents/idqn.toml `traffic/*` settings), 2,000 env
-                    steps (10 episodes of 1,000 s), seed 0; greedy on the same 2 episodes
-  grid-mfq          mean-field Q (agents/mfq.toml), 3,000 env steps, seeds 0, 1
-  grid-mfq-dro      the same with dro_rho=0.1 (distributionally robust target), seeds 0, 1
-  grid-idqn-3k      IDQN with QCOMBO, 3,000 env steps, seed 0 (the mfq comparison)
-  grid-idqn-none-3k IDQN without a centralized value (mixer=none), 3,000 env steps, seed 0
+                    steps = 10 episodes of 1,000 s (was: seed 0); greedy on the same 2 episodes
+  grid-mfq          mean-field Q (agents/mfq.toml), 3,000 env steps (was: seeds 0, 1)
+  grid-mfq-dro      the same with dro_rho=0.1 (distributionally robust target) (was: 0, 1)
+  grid-idqn-3k      IDQN with QCOMBO, 3,000 env steps, the mfq comparison (was: seed 0)
+  grid-idqn-none-3k IDQN without a centralized value (mixer=none), 3,000 env steps (was: 0)
 
 Every learner is built by `robustrl.agents.make_agent` (the agents/*.toml settings for the
 env id) and trained by its `learn`; evaluation is `robustrl.train.evaluate` (greedy), one
@@ -68,14 +69,14 @@ class Spec:
 
 RUNS = {
     "spread-random": Spec("mpe/simple_spread", "random", "uniform random actions"),
-    "spread-mappo": Spec("mpe/simple_spread", "mappo", "MAPPO", 20_000),
+    "spread-mappo": Spec("mpe/simple_spread", "mappo", "MAPPO", 20_000, (0, 1, 2)),
     "grid-fixed": Spec("traffic/2x2grid", "fixed-time", "fixed-time controller"),
-    "grid-idqn": Spec("traffic/2x2grid", "idqn", "IDQN (QCOMBO)", 2_000),
-    "grid-mfq": Spec("traffic/2x2grid", "mfq", "mfq", 3_000, (0, 1)),
-    "grid-mfq-dro": Spec("traffic/2x2grid", "mfq", "mfq, dro_rho = 0.1", 3_000, (0, 1),
+    "grid-idqn": Spec("traffic/2x2grid", "idqn", "IDQN (QCOMBO)", 2_000, (0, 1, 2)),
+    "grid-mfq": Spec("traffic/2x2grid", "mfq", "mfq", 3_000, (0, 1, 2)),
+    "grid-mfq-dro": Spec("traffic/2x2grid", "mfq", "mfq, dro_rho = 0.1", 3_000, (0, 1, 2),
                          {"dro_rho": 0.1}),
-    "grid-idqn-3k": Spec("traffic/2x2grid", "idqn", "IDQN with QCOMBO (default)", 3_000),
-    "grid-idqn-none-3k": Spec("traffic/2x2grid", "idqn", "IDQN, mixer = none", 3_000,
+    "grid-idqn-3k": Spec("traffic/2x2grid", "idqn", "IDQN with QCOMBO (default)", 3_000, (0, 1, 2)),
+    "grid-idqn-none-3k": Spec("traffic/2x2grid", "idqn", "IDQN, mixer = none", 3_000, (0, 1, 2),
                               config={"mixer": "none"}),
 }
 

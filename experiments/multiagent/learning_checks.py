@@ -218,17 +218,43 @@ def _cost(episodes: list[dict[str, str]]) -> str:
     return f"{float(r['run_wall_s']):.0f} ({float(r['run_cpu_s']):.0f})"
 
 
+def run_score(episodes: list[dict[str, str]]) -> float:
+    """A run's score: its mean team return (mpe) or mean waiting time (traffic)."""
+    key = "mean_waiting_time" if episodes[0]["mean_waiting_time"] else "return"
+    return float(np.mean([float(r[key]) for r in episodes]))
+
+
+def lines_of(present: list[tuple[str, str, list[dict[str, str]]]], cell: Any) -> list[str]:
+    """One table row per run; after a learner's runs, with several seeds, a mean ± std row."""
+    out = []
+    for name in dict.fromkeys(n for n, _, _ in present):
+        seeds = [(s, eps) for n, s, eps in present if n == name]
+        out += [f"| {RUNS[name].label} | {_budget(RUNS[name], s)} | {cell(eps)} | "
+                f"{_cost(eps)} |" for s, eps in seeds]
+        if len(seeds) < 2:
+            continue
+        scores = [run_score(eps) for _, eps in seeds]
+        digits, unit = (2, " s") if seeds[0][1][0]["mean_waiting_time"] else (1, "")
+        wall = sum(float(eps[0]["run_wall_s"]) for _, eps in seeds)
+        cpu = sum(float(eps[0]["run_cpu_s"]) for _, eps in seeds)
+        out.append(f"| **{RUNS[name].label}, {len(seeds)} seeds** | {RUNS[name].steps:,} env "
+                   f"steps, seeds {', '.join(s for s, _ in seeds)} | **{np.mean(scores):.{digits}f}"
+                   f" ± {_std(scores):.{digits}f}{unit}** | {wall:.0f} ({cpu:.0f}) total |")
+    return out
+
+
 def table(rows: list[dict[str, str]]) -> str:
     """The Markdown results file: a pure function of the CSV rows."""
     runs = runs_of(rows)
 
     def present(names: list[str]) -> list[tuple[str, str, list[dict[str, str]]]]:
-        return [(n, s, eps) for (n, s), eps in runs.items() if n in names]
+        return sorted(((n, s, eps) for (n, s), eps in runs.items() if n in names),
+                      key=lambda x: (names.index(x[0]), x[1]))
 
     spread = present(["spread-random", "spread-mappo"])
     grid = present(["grid-fixed", "grid-idqn"])
     mfq_names = ["grid-fixed", "grid-mfq", "grid-mfq-dro", "grid-idqn-3k", "grid-idqn-none-3k"]
-    mfq = sorted(present(mfq_names), key=lambda x: (mfq_names.index(x[0]), x[1]))
+    mfq = present(mfq_names)
     loads = sorted(float(r["load_1min"]) for r in rows)
     dates = sorted(r["date"] for r in rows)
     commits = sorted({r["git_commit"] for r in rows})
@@ -258,15 +284,15 @@ def table(rows: list[dict[str, str]]) -> str:
         out += [
             "## MAPPO on mpe/simple_spread (N=3, 25 cycles, discrete actions)",
             "",
-            "Team return = sum over the 3 agents of the 25-step episode reward; mean ± sample "
-            f"std over the {SPREAD_EPISODES} evaluation episodes (seeds {SPREAD_SEED}-"
-            f"{SPREAD_SEED + SPREAD_EPISODES - 1}), the same episodes for every policy. One "
-            "training seed, so the ± is episode-to-episode spread, not seed-to-seed.",
+            "Team return = sum over the 3 agents of the 25-step episode reward, on "
+            f"{SPREAD_EPISODES} evaluation episodes (seeds {SPREAD_SEED}-"
+            f"{SPREAD_SEED + SPREAD_EPISODES - 1}), the same episodes for every policy. A run's "
+            "row: mean ± sample std over its episodes (episode-to-episode spread). Bold row: "
+            "mean ± sample std over the training seeds of the runs' mean returns.",
             "",
             "| policy | budget | team return | wall s (CPU s) |",
             "|---|---|---|---|",
-            *(f"| {RUNS[n].label} | {_budget(RUNS[n], s)} | {spread_cell(eps)} | "
-              f"{_cost(eps)} |" for n, s, eps in spread),
+            *lines_of(spread, spread_cell),
             "",
             "MAPPO settings (agents/mappo.toml `mpe/*`): 8 envs x 50 steps per rollout, 5 "
             "epochs, lr 1e-3; 20,000 env steps = 60,000 agent steps.",
@@ -279,13 +305,13 @@ def table(rows: list[dict[str, str]]) -> str:
             "System mean waiting time (s; sumo-rl's `system_mean_waiting_time` averaged over "
             f"the decision steps of an episode), `num_seconds=1000` (200 decisions); mean over "
             f"the {GRID_EPISODES} held-out episodes (seeds {GRID_SEED}-"
-            f"{GRID_SEED + GRID_EPISODES - 1}), the two episodes' values in brackets. "
-            "Fixed-time = 30 s greens cycling through the phases.",
+            f"{GRID_SEED + GRID_EPISODES - 1}), the two episodes' values in brackets. Bold "
+            "row: mean ± sample std over the training seeds of the runs' means. Fixed-time = "
+            "30 s greens cycling through the phases.",
             "",
             "| policy | budget | mean waiting time | wall s (CPU s) |",
             "|---|---|---|---|",
-            *(f"| {RUNS[n].label} | {_budget(RUNS[n], s)} | {wait_cell(eps)} | "
-              f"{_cost(eps)} |" for n, s, eps in grid),
+            *lines_of(grid, wait_cell),
             "",
             "IDQN settings (agents/idqn.toml `traffic/*`): ε 1 -> 0.05 over 1,000 steps, "
             "learning from step 500; 2,000 env steps = 10 episodes of 1,000 s.",
@@ -297,13 +323,13 @@ def table(rows: list[dict[str, str]]) -> str:
             "",
             "Same evaluation as the IDQN table (2 held-out episodes, seeds 100-101, "
             "`num_seconds=1000`, clean); agents/mfq.toml's `traffic/*` settings (the schedule "
-            "of idqn.toml's), 3,000 env steps. mean waiting time over the 2 episodes, "
-            "their values in brackets.",
+            "of idqn.toml's), 3,000 env steps. Mean waiting time over the 2 episodes, "
+            "their values in brackets; bold row: mean ± sample std over the training seeds of "
+            "the runs' means.",
             "",
             "| policy | budget | mean waiting time | wall s (CPU s) |",
             "|---|---|---|---|",
-            *(f"| {RUNS[n].label} | {_budget(RUNS[n], s)} | {wait_cell(eps)} | "
-              f"{_cost(eps)} |" for n, s, eps in mfq),
+            *lines_of(mfq, wait_cell),
             "",
         ]
     return "\n".join(out)

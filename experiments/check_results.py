@@ -18,6 +18,10 @@ What it checks (each from the raw rows committed next to the table):
   `pandalm.csv`; `text.md` from `text.csv` and `rl_from_preferences.md` from
   `rl_from_preferences_{runs,episodes}.csv` once those are committed (until then those two
   files must hold no table).
+- `experiments/multiagent/results/multiagent.md` from `multiagent.csv` (MAPPO, IDQN, mfq
+  learning checks and their random / fixed-time references, per episode).
+- `experiments/offline/results/umaze_iql.md` from `umaze_iql.csv` (UMaze IQL vs random,
+  per episode).
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -479,6 +483,130 @@ def check_rl_from_preferences(c: Checker, folder: Path = REWARD) -> None:
             c.same(f"{where} {key}", cell, f"{np.mean(vals):.2f}" if vals else "-")
         c.same(f"{where} train min", minutes,
                f"{np.mean([float(seeds[s]['train_seconds']) for s in order]) / 60:.1f}")
+def _script(path: Path):
+    """Import an experiment script (its table function and settings) by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tables(text: str, header_start: str) -> list[list[list[str]]]:
+    """Every Markdown table whose header begins `header_start`, as `_table` gives one."""
+    lines, out = text.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith(header_start):
+            out.append(_table("\n".join(lines[i:]), header_start))
+    return out
+
+
+def check_multiagent(c: Checker) -> None:
+    """experiments/multiagent/results/multiagent.md from multiagent.csv (one row per evaluation
+    episode): each run's mean (± sample std over episodes, or both traffic episodes), each
+    learner's mean ± sample std over seeds of the runs' means, run costs; and the whole file
+    must be what `learning_checks.py --from-csv` writes."""
+    folder = ROOT / "multiagent" / "results"
+    script = _script(ROOT / "multiagent" / "learning_checks.py")
+    rows = _rows(folder / "multiagent.csv")
+    runs: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        runs[(r["run"], r["train_seed"])].append(r)
+    by_label = {spec.label: name for name, spec in script.RUNS.items()}
+    text = (folder / "multiagent.md").read_text()
+    wait = "mean_waiting_time"
+    tables = [(t, "return") for t in _tables(text, "| policy | budget | team return")] + \
+        [(t, wait) for t in _tables(text, "| policy | budget | mean waiting time")]
+    seen = set()
+    for table, key in tables:
+        for label, budget, cell, cost in table:
+            if label.startswith("**"):  # a learner's mean ± std over seeds
+                label, n = label.strip("*").rsplit(", ", 1)
+                name = by_label[label]
+                seeds = budget.split("seeds ")[1].split(", ")
+                c.same(f"multiagent.md {name} seeds", n, f"{len(seeds)} seeds")
+                c.same(f"multiagent.md {name} seeds in the CSV", ", ".join(seeds), ", ".join(
+                    sorted(s for (r, s) in runs if r == name)))
+                means = [float(np.mean([float(r[key]) for r in runs[(name, s)]])) for s in seeds]
+                digits, unit = (2, " s") if key == wait else (1, "")
+                c.same(f"multiagent.md {name} over seeds", cell,
+                       f"**{_mean_std(means, digits)}{unit}**")
+                c.same(f"multiagent.md {name} total cost", cost,
+                       f"{sum(float(runs[(name, s)][0]['run_wall_s']) for s in seeds):.0f} "
+                       f"({sum(float(runs[(name, s)][0]['run_cpu_s']) for s in seeds):.0f}) total")
+                continue
+            name = by_label[label]
+            seed = "" if budget == "-" else budget.split("seed ")[1]
+            eps = runs[(name, seed)]
+            seen.add((name, seed))
+            values = [float(r[key]) for r in eps]
+            c.same(f"multiagent.md {name} {seed} episodes", len(values),
+                   script.SPREAD_EPISODES if key == "return" else script.GRID_EPISODES)
+            c.same(f"multiagent.md {name} {seed} episode seeds", [int(r["episode_seed"])
+                                                               for r in eps] == sorted(
+                {int(r["episode_seed"]) for r in rows if r["env"] == eps[0]["env"]}), True)
+            if budget != "-":
+                c.same(f"multiagent.md {name} {seed} budget", budget,
+                       f"{int(eps[0]['steps']):,} env steps, seed {seed}")
+            recomputed = (_mean_std(values, 1) if key == "return" else
+                          f"{np.mean(values):.2f} s ({' / '.join(f'{v:.2f}' for v in values)})")
+            c.same(f"multiagent.md {name} {seed}", cell, recomputed)
+            c.same(f"multiagent.md {name} {seed} cost", cost,
+                   f"{float(eps[0]['run_wall_s']):.0f} ({float(eps[0]['run_cpu_s']):.0f})")
+    c.same("multiagent.md shows every run of multiagent.csv", str(sorted(seen)), str(sorted(runs)))
+    c.same("multiagent.md = learning_checks.py --from-csv", text, script.table(rows))
+
+
+def check_umaze_iql(c: Checker) -> None:
+    """experiments/offline/results/umaze_iql.md from umaze_iql.csv (one row per evaluation
+    episode): per seed the IQL and random normalized scores (of the mean return, with that
+    seed's dataset references) and success rates, the mean ± sample std over seeds; and the
+    whole file must be what `umaze_iql.py --from-csv` writes."""
+    folder = ROOT / "offline" / "results"
+    rows = _rows(folder / "umaze_iql.csv")
+    runs: dict[tuple[int, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        runs[(int(r["seed"]), r["policy"])].append(r)
+        low, high = float(r["ref_min"]), float(r["ref_max"])
+        c.same(f"umaze_iql.csv seed {r['seed']} {r['policy']} {r['episode_seed']} normalized",
+               r["normalized_score"], 100.0 * (float(r["return"]) - low) / (high - low))
+
+    def score(seed: int, policy: str) -> float:
+        eps = runs[(seed, policy)]
+        low, high = float(eps[0]["ref_min"]), float(eps[0]["ref_max"])
+        return 100.0 * (np.mean([float(r["return"]) for r in eps]) - low) / (high - low)
+
+    def success(seed: int, policy: str) -> str:
+        return f"{np.mean([int(r['success']) for r in runs[(seed, policy)]]):.2f}"
+
+    text = (folder / "umaze_iql.md").read_text()
+    seeds = []
+    for row in _table(text, "| seed | IQL normalized score"):
+        if row[0] == "mean ± std":
+            for cell, policy in ((row[1], "iql"), (row[3], "random")):
+                c.same(f"umaze_iql.md mean {policy}", cell,
+                       _mean_std([score(s, policy) for s in seeds]))
+            continue
+        seed = int(row[0])
+        seeds.append(seed)
+        eps = runs[(seed, "iql")]
+        c.same(f"umaze_iql.md seed {seed} episodes", len(eps), len(runs[(seed, "random")]))
+        c.same(f"umaze_iql.md seed {seed}", " | ".join(row[1:6]), " | ".join([
+            f"{score(seed, 'iql'):.1f}", success(seed, "iql"), f"{score(seed, 'random'):.1f}",
+            success(seed, "random"),
+            f"{float(eps[0]['ref_min']):.1f} / {float(eps[0]['ref_max']):.1f}"]))
+    c.same("umaze_iql.md seeds", str(seeds), str(sorted({s for s, _ in runs})))
+    script = _script(ROOT / "offline" / "umaze_iql.py")
+    c.same("umaze_iql.md = umaze_iql.py --from-csv", text, script.table(rows))
+
+
+TABLE_CHECKS = [check_ernie_summary, check_ernie_improvements, check_heron_summary, check_intent,
+                check_text_finetune, check_reward_synthetic, check_reward_text,
+                check_reward_pandalm, check_rl_from_preferences, check_multiagent,
+                check_umaze_iql]
+"""The published tables beyond the bench reports (each recomputed from its raw rows)."""
 
 
 def main() -> int:
@@ -486,22 +614,11 @@ def main() -> int:
     folders = sorted(p.parent for p in ROOT.glob("*/results/*/episodes.csv"))
     for folder in folders:
         check_bench_report(folder, c)
-    check_ernie_summary(c)
-    check_ernie_improvements(c)
-    check_heron_summary(c)
-    check_intent(c)
-    check_text_finetune(c)
-    check_reward_synthetic(c)
-    check_reward_text(c)
-    check_reward_pandalm(c)
-    check_rl_from_preferences(c)
     names = ", ".join(f.relative_to(ROOT).as_posix() for f in folders)
     print(f"bench reports: {names}")
-    print("tables: ernie/results/ernie.md (headline and P(A > B) tables), "
-          "heron/results/heron.md (2 rows), offline/results/intent_medium.md, "
-          "offline/results/intent_maze.md, reward/results/text_finetune.md, "
-          "reward/results/synthetic.md, reward/results/pandalm.md; with no raw rows "
-          "committed, no table in reward/results/text.md and rl_from_preferences.md")
+    for check in TABLE_CHECKS:
+        check(c)
+    print("tables: " + ", ".join(check.__name__.removeprefix("check_") for check in TABLE_CHECKS))
     for e in c.errors:
         print(f"MISMATCH {e}")
     print(f"{c.checked} numbers recomputed from committed raw data, {len(c.errors)} mismatches")

@@ -381,7 +381,7 @@ def check_hybrid_sac(c: Checker) -> None:
     finals = _hybrid_runs(rows, "traffic", "final")
     labels = {"fixed-time": "fixed-time 30 s", "fixed-cycle-30s": "fixed cycle 30 s green",
               "uniform-random": "uniform random phase", "hybrid_sac": "Hybrid SAC"}
-    table_rows = _md_rows(sections["hybrid"], "| controller | overrides | env |")
+    table_rows = _md_rows(sections["hybrid"], "| controller | overrides | env kwargs |")
     c.same("hybrid_sac.md traffic rows", len(table_rows), len(finals))
     for row in table_rows:
         controller = next(k for k, v in labels.items() if row[0].startswith(v))
@@ -389,7 +389,7 @@ def check_hybrid_sac(c: Checker) -> None:
         rs = finals[key]
         mean = {k: np.mean([float(r[k]) for r in rs]) if rs[0][k] else None
                 for k in ("wait_time_weighted", "wait_per_decision", "throughput")}
-        expected = [rs[0]["env"], str(len(rs)),
+        expected = [rs[0]["env_kwargs"], str(len(rs)),
                     "–" if mean["wait_time_weighted"] is None
                     else f"{mean['wait_time_weighted']:.2f}",
                     f"{mean['wait_per_decision']:.2f}", f"{mean['throughput']:.0f}",
@@ -406,6 +406,10 @@ def check_hybrid_sac(c: Checker) -> None:
         c.same(f"hybrid_sac.md speed {row[0]} rounds", row[1],
                " / ".join(f"{x:.1f}" for x in sps))
         c.same(f"hybrid_sac.md speed {row[0]} median", row[2], f"{np.median(sps):.1f}")
+    ratio = re.search(r"Ratio of medians Hybrid SAC / SAC: ([\d.]+)", text)
+    if ratio:
+        med = {k[0]: np.median([float(r["steps_per_second"]) for r in v]) for k, v in speed.items()}
+        c.same("hybrid_sac.md speed ratio", ratio.group(1), f"{med['hybrid_sac'] / med['sac']:.2f}")
     spec = importlib.util.spec_from_file_location(
         "hybrid_sac_benchmarks", ROOT / "hybrid_sac" / "hybrid_sac_benchmarks.py")
     module = importlib.util.module_from_spec(spec)

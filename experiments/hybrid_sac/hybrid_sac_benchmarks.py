@@ -396,14 +396,27 @@ COMMANDS = {
     "speed": "python experiments/hybrid_sac/hybrid_sac_benchmarks.py speed --steps 300 "
              "--rounds 3",
 }
-# Cost of each command above when it is not in the CSV (one torch thread; measured here on
-# 2026-12-03 from a 2k-step run of each task on the shared 2-core machine).
+# Cost of each command above when it is not in the CSV (one torch thread, CPU time): Platform
+# 50k and traffic 15k measured here on 2026-12-03 (6.2 and 2.5 core-minutes); Goal from the
+# ~7.5 ms of CPU per training step of Platform 50k and of a 2k-step Goal run.
 NOT_RERUN = {
     "platform": "about 6 core-minutes",
-    "goal": "about 15 core-minutes",
-    "traffic": "about 6 core-minutes per seed plus 2 for the baselines",
+    "goal": "about 15 core-minutes (more than this session's budget had left)",
+    "traffic": "about 2.5 core-minutes per seed plus half a minute for the baselines",
     "speed": "about 1 core-minute",
 }
+WITHDRAWN = {
+    "goal": "The earlier P(score) 0.61 (a 200k-step run stopped at 120k, seed 0) came from an "
+            "uncommitted evaluation snippet and has no raw rows; it is withdrawn.",
+    "speed": "The earlier figures (SAC 6.5, Hybrid SAC 7.2 steps/s, ratio 1.10) have no raw "
+             "rows; they are withdrawn.",
+}
+TRAFFIC_NOT_RERUN = (
+    "Earlier 6,000-step runs (seeds 0 and 1 at gamma 0.9, and seed 0 with `--set gamma=0.99`, "
+    "the run that made gamma 0.9 per decision the TOML default) have no raw rows and were not "
+    "rerun in this session: `python experiments/hybrid_sac/hybrid_sac_benchmarks.py traffic "
+    "--steps 6000 --seed S --eval-episodes 2 [--set gamma=0.99]` produces them, about 1 "
+    "core-minute each.")
 HEADER = """# Hybrid SAC — benchmark results
 
 Generated from the per-episode rows in `hybrid_sac.csv` (one row per evaluation episode, per
@@ -416,7 +429,8 @@ layer of 128, policy lr 1e-4, Q lr 1e-3, gamma 0.9, tau 0.1, batch 128, buffer 1
 [-3, 0] — plus `alpha_init = 0.2`, `alpha_lr = 1e-3`, `learning_starts = 1000`). One torch
 thread per run, one run at a time. Machine: 2 CPU cores shared with other jobs; "load" is the
 1-minute load average (`os.getloadavg`) at the start and end of each evaluation, so wall times
-are those of a loaded machine. Evaluation: deterministic policy (argmax discrete, tanh(mean)
+are those of a loaded machine; "train wall time" includes the learning-curve evaluations run
+during training. Evaluation: deterministic policy (argmax discrete, tanh(mean)
 parameters) on fresh seeds (final: 10000 on, learning curve: 20000–20019). Means are over the
 evaluation episodes of one training seed; "std" is the sample standard deviation (ddof 1) over
 those episodes, not a spread across training seeds."""
@@ -434,7 +448,8 @@ def render(rows: list[dict[str, str]]) -> str:
 
 def _not_rerun(task: str) -> str:
     return (f"Not rerun in this session (no rows in `hybrid_sac.csv`): `{COMMANDS[task]}` "
-            f"produces them, at an estimated {NOT_RERUN[task]}.")
+            f"produces them, at an estimated {NOT_RERUN[task]}. " + WITHDRAWN.get(task, "")
+            ).strip()
 
 
 def _render_parameterized(rows: list[dict[str, str]], task: str) -> list[str]:
@@ -501,7 +516,7 @@ def _render_traffic(rows: list[dict[str, str]]) -> list[str]:
             "Throughput = vehicles that completed their trip per episode. Each cell is the mean "
             "over the evaluation episodes (seeds 10000 on); baselines do not depend on a "
             "training seed.", "",
-            "| controller | overrides | env | steps | seed | eval episodes | mean waiting, "
+            "| controller | overrides | env kwargs | steps | seed | eval episodes | mean waiting, "
             "time-weighted (s) | per decision (s) | throughput (veh) | train wall time (s) | "
             "date, load |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -528,7 +543,7 @@ def _render_traffic(rows: list[dict[str, str]]) -> list[str]:
     if len({k[4] for k in keys if k[1] == "hybrid_sac"}) < 3:
         out += ["", "Two evaluation episodes and at most two training seeds: no spread "
                 "across seeds is claimed."]
-    return out
+    return out + ["", TRAFFIC_NOT_RERUN]
 
 
 def _render_speed(rows: list[dict[str, str]]) -> list[str]:

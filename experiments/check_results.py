@@ -22,6 +22,9 @@ What it checks (each from the raw rows committed next to the table):
   learning checks and their random / fixed-time references, per episode).
 - `experiments/offline/results/umaze_iql.md` from `umaze_iql.csv` (UMaze IQL vs random,
   per episode).
+- `experiments/hybrid_sac/results/hybrid_sac.md` from `hybrid_sac.csv` (every table cell and
+  learning-curve point; then the whole file against the script's `render` of the CSV).
+- `experiments/robustness/results/quickstart.md`'s table from `quickstart_episodes.csv`.
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -602,10 +605,160 @@ def check_umaze_iql(c: Checker) -> None:
     c.same("umaze_iql.md = umaze_iql.py --from-csv", text, script.table(rows))
 
 
-TABLE_CHECKS = [check_ernie_summary, check_ernie_improvements, check_heron_summary, check_intent,
-                check_text_finetune, check_reward_synthetic, check_reward_text,
-                check_reward_pandalm, check_rl_from_preferences, check_multiagent,
-                check_umaze_iql]
+def _hybrid_runs(rows: list[dict[str, str]], task: str, phase: str) -> dict[tuple, list[dict]]:
+    """(controller, overrides, seed, steps) -> that run's rows of `phase` for one task."""
+    runs: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["task"] == task and r["phase"] == phase:
+            runs[(r["controller"], r["overrides"] or "–", r["seed"] or "–", r["steps"])].append(r)
+    return runs
+
+
+def _sample_std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _sections(text: str) -> dict[str, str]:
+    """'## ' heading's first word (lower case) -> that section's text."""
+    parts = re.split(r"^## ", text, flags=re.M)[1:]
+    return {p.split()[0].lower(): p for p in parts}
+
+
+def _md_rows(section: str, header_start: str) -> list[list[str]]:
+    return _table(section, header_start) if header_start in section else []
+
+
+def check_hybrid_sac(c: Checker) -> None:
+    """experiments/hybrid_sac/results/hybrid_sac.md from hybrid_sac.csv: every cell of its
+    Platform, Goal, traffic and speed tables and learning curves, recomputed here; then the
+    whole file must equal the script's `render` of the CSV (its sentences included)."""
+    import importlib.util
+
+    folder = ROOT / "hybrid_sac" / "results"
+    rows = _rows(folder / "hybrid_sac.csv")
+    text = (folder / "hybrid_sac.md").read_text()
+    sections = _sections(text)
+
+    def meta(rs: list[dict]) -> str:
+        loads = [float(r[k]) for r in rs for k in ("load_start", "load_end")]
+        return f"{rs[-1]['date'][:10]}, load {min(loads):.1f}–{max(loads):.1f}"
+
+    def seeds(rs: list[dict]) -> str:
+        s = [int(r["eval_seed"]) for r in rs]
+        return f"{len(s)} ({min(s)}–{max(s)})"
+
+    published_runs = 0
+    for task in ("platform", "goal"):
+        finals = _hybrid_runs(rows, task, "final")
+        section = sections[task]
+        table_rows = _md_rows(section, "| seed | overrides | budget")
+        c.same(f"hybrid_sac.md {task} rows", len(table_rows), len(finals))
+        for row in table_rows:
+            key = ("hybrid_sac", row[1], row[0], row[2].replace(",", ""))
+            rs = finals[key]
+            ret = [float(r["return"]) for r in rs]
+            expected = [seeds(rs)]
+            if task == "goal":
+                expected.append(f"{np.mean([float(r['scored']) for r in rs]):.2f}")
+            expected += [f"{np.mean(ret):.3f}", f"{_sample_std(ret):.3f}",
+                         f"{np.mean([float(r['length']) for r in rs]):.2f}",
+                         f"{float(rs[0]['train_seconds']):.0f}", meta(rs)]
+            for i, (cell, value) in enumerate(zip(row[3:], expected)):
+                c.same(f"hybrid_sac.md {task} seed {row[0]} column {i + 4}", cell, value)
+            published_runs += 1
+        curves = _hybrid_runs(rows, task, "curve")
+        lines = section.splitlines()
+        for i, line in enumerate(lines):
+            m = re.match(r"Learning curve of seed (\d+)", line)
+            if not m:
+                continue
+            steps_line, values_line = lines[i + 2], lines[i + 4]
+            key = next(k for k in curves if k[2] == m.group(1))
+            points: dict[int, list[float]] = defaultdict(list)
+            metric = "scored" if task == "goal" else "return"
+            for r in curves[key]:
+                points[int(r["at_step"])].append(float(r[metric]))
+            cells = [x.strip() for x in values_line.strip("|").split("|")][1:]
+            c.same(f"hybrid_sac.md {task} curve steps", steps_line,
+                   "| steps | " + " | ".join(f"{s // 1000}k" for s in sorted(points)) + " |")
+            digits = 2 if task == "goal" else 3
+            for s, cell in zip(sorted(points), cells):
+                c.same(f"hybrid_sac.md {task} curve {s}", cell,
+                       f"{np.mean(points[s]):.{digits}f}")
+    finals = _hybrid_runs(rows, "traffic", "final")
+    labels = {"fixed-time": "fixed-time 30 s", "fixed-cycle-30s": "fixed cycle 30 s green",
+              "uniform-random": "uniform random phase", "hybrid_sac": "Hybrid SAC"}
+    table_rows = _md_rows(sections["hybrid"], "| controller | overrides | env kwargs |")
+    c.same("hybrid_sac.md traffic rows", len(table_rows), len(finals))
+    for row in table_rows:
+        controller = next(k for k, v in labels.items() if row[0].startswith(v))
+        key = (controller, row[1], row[4], row[3].replace(",", "") if row[3] != "–" else "0")
+        rs = finals[key]
+        mean = {k: np.mean([float(r[k]) for r in rs]) if rs[0][k] else None
+                for k in ("wait_time_weighted", "wait_per_decision", "throughput")}
+        expected = [rs[0]["env_kwargs"], str(len(rs)),
+                    "–" if mean["wait_time_weighted"] is None
+                    else f"{mean['wait_time_weighted']:.2f}",
+                    f"{mean['wait_per_decision']:.2f}", f"{mean['throughput']:.0f}",
+                    f"{float(rs[0]['train_seconds']):.0f}" if rs[0]["train_seconds"] else "–",
+                    meta(rs)]
+        for i, (cell, value) in enumerate(zip(row[2:3] + row[5:], expected)):
+            c.same(f"hybrid_sac.md traffic {row[0]} seed {row[4]} column {i}", cell, value)
+        published_runs += 1
+    speed = _hybrid_runs(rows, "speed", "round")
+    for row in _md_rows(sections["speed:"], "| agent | steps/s per round"):
+        controller = "sac" if row[0] == "SAC" else "hybrid_sac"
+        rs = next(v for k, v in speed.items() if k[0] == controller)
+        sps = [float(r["steps_per_second"]) for r in rs]
+        c.same(f"hybrid_sac.md speed {row[0]} rounds", row[1],
+               " / ".join(f"{x:.1f}" for x in sps))
+        c.same(f"hybrid_sac.md speed {row[0]} median", row[2], f"{np.median(sps):.1f}")
+    ratio = re.search(r"Ratio of medians Hybrid SAC / SAC: ([\d.]+)", text)
+    if ratio:
+        med = {k[0]: np.median([float(r["steps_per_second"]) for r in v]) for k, v in speed.items()}
+        c.same("hybrid_sac.md speed ratio", ratio.group(1), f"{med['hybrid_sac'] / med['sac']:.2f}")
+    spec = importlib.util.spec_from_file_location(
+        "hybrid_sac_benchmarks", ROOT / "hybrid_sac" / "hybrid_sac_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c.same("hybrid_sac.md equals the script's render of hybrid_sac.csv",
+           text == module.render(rows), True)
+
+
+def check_quickstart(c: Checker) -> None:
+    """experiments/robustness/results/quickstart.md's table from quickstart_episodes.csv:
+    mean ± population std (ddof 0) of the episode returns per (policy, perturbation), and
+    normalized = mean / PPO's clean mean."""
+    folder = ROOT / "robustness" / "results"
+    cells: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in _rows(folder / "quickstart_episodes.csv"):
+        label = f"{r['perturbation']}:{r['strength']}" if r["strength"] else r["perturbation"]
+        cells[("random policy" if r["policy"] == "random" else r["policy"], label)].append(
+            float(r["return"]))
+    clean = float(np.mean(cells[("ppo", "none")]))
+    lines = (folder / "quickstart.md").read_text().splitlines()
+    start = next(i for i, x in enumerate(lines) if x.strip().startswith("policy "))
+    published = []
+    for line in lines[start + 2:]:
+        if not line.startswith("    ") or not line.strip():
+            break
+        published.append(re.split(r"\s{2,}", line.strip()))
+    c.same("quickstart.md rows", len(published), len(cells))
+    for policy, pert, ret, norm in published:
+        values = cells[(policy, pert)]
+        mean = float(np.mean(values))
+        c.same(f"quickstart.md {policy} {pert} return", ret,
+               f"{mean:.1f} ± {float(np.std(values)):.1f}")
+        c.same(f"quickstart.md {policy} {pert} normalized", norm,
+               "-" if policy == "random policy" else f"{mean / clean:.2f}")
+
+
+TABLE_CHECKS = [
+    check_ernie_summary, check_ernie_improvements, check_heron_summary, check_intent,
+    check_text_finetune, check_reward_synthetic, check_reward_text, check_reward_pandalm,
+    check_rl_from_preferences, check_multiagent, check_umaze_iql, check_hybrid_sac,
+    check_quickstart,
+]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 
 

@@ -1,7 +1,14 @@
-"""The README's first command: train, evaluate clean and perturbed, print a table, plot."""
+"""The README's first command: train, evaluate clean and perturbed, print a table, plot.
+
+Every evaluation episode becomes one row of `RUN/episodes.csv` (policy, perturbation, strength,
+training seed, episode, its reset seed, return); the printed table (`RUN/results.md`) is
+`results_table` of those rows, so `table_from_csv(RUN/episodes.csv)` regenerates it.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +25,9 @@ ENV = "mujoco/InvertedPendulum-v5"
 # breaks (it shrugs off mass changes and small noise).
 PERTURBATIONS = ["obs-gaussian:1.0", "obs-pgd:0.5", "obs-pgd:1.0", "act-replace:0.05",
                  "dyn-mass:3.0"]
+SEED = 0  # training seed
+EPISODE_FIELDS = ["policy", "perturbation", "strength", "seed", "episode", "eval_seed", "return"]
+HEADERS = ["policy", "perturbation", "return (mean ± std)", "normalized"]
 
 
 def random_baseline(env_id: str, episodes: int, seed: int) -> list[float]:
@@ -49,23 +59,22 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
         raise RobustRLError(f"{out} already exists; remove it or pass --out elsewhere")
     from robustrl.cli.budget import check_budget
 
-    cfg = build_run(AGENT, ENV, steps, seed=0)
+    cfg = build_run(AGENT, ENV, steps, seed=SEED)
     for note in check_budget(cfg):  # whole rollouts: the steps actually trained
         print(note)
     print(f"[1/3] training {AGENT.upper()} on {ENV} for {cfg.run.steps} steps -> {out}")
     train(cfg, out)
 
     print(f"[2/3] evaluating {episodes} episodes, clean and under perturbations")
-    results = [evaluate_run(str(out), episodes, [], seed=10_000)]
-    results += [evaluate_run(str(out), episodes, [p], seed=10_000) for p in PERTURBATIONS]
-    clean = results[0]["return_mean"]
     rand = random_baseline(ENV, episodes, seed=10_000)
-    rows = [["random policy", "none", f"{np.mean(rand):.1f} ± {np.std(rand):.1f}", "-"]]
-    for r in results:
-        rows.append([AGENT, " ".join(r["perturbations"]) or "none",
-                     f"{r['return_mean']:.1f} ± {r['return_std']:.1f}",
-                     f"{r['return_mean'] / clean:.2f}" if clean else "-"])
-    text = table(["policy", "perturbation", "return (mean ± std)", "normalized"], rows)
+    rows = episode_rows("random", "none", "", rand, 10_000)
+    results = []
+    for spec in [None, *PERTURBATIONS]:  # the CSV grows as each evaluation finishes
+        results.append(evaluate_run(str(out), episodes, [spec] if spec else [], seed=10_000))
+        kind, _, strength = (spec or "none").partition(":")
+        rows += episode_rows(AGENT, kind, SEED, results[-1]["returns"], 10_000, strength)
+        atomic_write_text(out / "episodes.csv", rows_to_csv(rows))
+    text = results_table(rows)
     print(text)
     atomic_write_text(out / "results.md", text + "\n")
     atomic_write_text(out / "results.json", json.dumps(
@@ -75,6 +84,46 @@ def quickstart(out: str | Path = "runs/quickstart", steps: int = 80_000,
     plot = write_plot(out, results, rand)
     print(f"results: {out / 'results.md'}\nplot:    {plot}")
     return {"results": results, "random": rand}
+
+
+def episode_rows(policy: str, kind: str, seed: int | str, returns: list[float], eval_seed: int,
+                 strength: str = "") -> list[dict[str, str]]:
+    """One CSV row (all strings, floats round-trip exactly) per evaluation episode."""
+    return [{"policy": policy, "perturbation": kind, "strength": strength, "seed": str(seed),
+             "episode": str(ep), "eval_seed": str(eval_seed + ep), "return": repr(float(ret))}
+            for ep, ret in enumerate(returns)]
+
+
+def rows_to_csv(rows: list[dict[str, str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, EPISODE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def results_table(rows: list[dict[str, str]]) -> str:
+    """The quickstart table from its episode rows: per (policy, perturbation) in first-seen
+    order, mean ± population std (ddof 0) of the episode returns, and normalized = that mean
+    / the PPO policy's clean mean."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        label = f"{r['perturbation']}:{r['strength']}" if r["strength"] else r["perturbation"]
+        cells.setdefault((r["policy"], label), []).append(float(r["return"]))
+    clean = float(np.mean(cells[(AGENT, "none")])) if (AGENT, "none") in cells else 0.0
+    lines = []
+    for (policy, label), returns in cells.items():
+        mean = float(np.mean(returns))
+        lines.append(["random policy" if policy == "random" else policy, label,
+                      f"{mean:.1f} ± {np.std(returns):.1f}",
+                      f"{mean / clean:.2f}" if clean and policy != "random" else "-"])
+    return table(HEADERS, lines)
+
+
+def table_from_csv(path: str | Path) -> str:
+    """Regenerate the quickstart table from a run's (or the committed) episodes.csv."""
+    with Path(path).open(newline="") as f:
+        return results_table(list(csv.DictReader(f)))
 
 
 def write_plot(out: Path, results: list[dict], random_returns: list[float]) -> Path:

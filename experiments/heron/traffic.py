@@ -19,8 +19,9 @@ written atomically as each run's evaluation finishes; a rerun skips the runs who
 all there, does not retrain a run whose agent.pt exists under `--out`, and resumes an
 interrupted one from its checkpoint. The table and plot are a pure function of the CSV
 (`table_from_rows`; `experiments/check_results.py` recomputes them), and `--from-csv`
-rebuilds them without running anything. Each run is one fresh process with one torch thread;
-`--workers` runs that many at once. Example (the 2x2 grid table):
+rebuilds them without running anything (a table file's text from its "## What it shows"
+heading on is kept). Each training and each evaluation is a fresh process with one torch
+thread; `--workers` runs that many at once. Example (the 2x2 grid table):
 
     python experiments/heron/traffic.py --env traffic/2x2grid --agent idqn --steps 3000 \\
         --seeds 0 1 2 --methods engineered heron weighted-0.3 rlhf --set env.num_seconds=1000 \\
@@ -52,7 +53,8 @@ BETAS = (0.3, 0.5, 0.7, 1.0)
 CONTROLLERS = ("fixed-time", "max-pressure")
 FIELDS = ["env", "agent", "steps", "settings", "kind", "method", "seed", "episode",
           "episode_seed", "mean_waiting_time", "throughput", "mean_queue", "mean_return",
-          "train_s", "train_cpu_s", "eval_s", "eval_cpu_s", "finished_utc", "load1", "cpus"]
+          "train_s", "train_cpu_s", "eval_s", "eval_cpu_s", "finished_utc", "load1", "cpus",
+          "workers"]
 CONFIG = ("env", "agent", "steps", "settings")  # one table's rows share these
 NOTES = "## What it shows"  # text from this heading on is kept when the table is rewritten
 
@@ -82,7 +84,8 @@ def _cpu() -> float:
 
 def train_one(agent: str, env: str, steps: int, seed: int, method: str, run_dir: str,
               extra: dict[str, Any]) -> tuple[float, float]:
-    """Train one run (fresh process); returns (wall s of this call, CPU s of the process)."""
+    """Train one run (fresh process); returns (wall s of this call, CPU s of the process):
+    a run finished or begun by an earlier invocation counts only this call's part."""
     from robustrl.train import build_run, train
 
     started = time.time()
@@ -199,10 +202,11 @@ def table_from_rows(rows: list[dict[str, str]], table: str) -> str:
     days = sorted({r["finished_utc"][:10] for r in rows})
     loads = [float(r["load1"]) for r in rows]
     cpus = sorted({r["cpus"] for r in rows})
+    workers = max(int(r["workers"]) for r in rows)
     command = (f"python experiments/heron/traffic.py --env {env} --agent {agent} --steps {steps}"
                f" --seeds {' '.join(map(str, seeds))} --methods {' '.join(methods)}"
                + "".join(f" --set {s}" for s in settings.split()) +
-               f" --episodes {len(episodes)} --eval-seed {eval_seed} --workers 1"
+               f" --episodes {len(episodes)} --eval-seed {eval_seed} --workers {workers}"
                f" --out runs/{Path(table).stem} --table {table}")
     ref = per_seed(rows, "engineered", "mean_waiting_time")
     ref_mean = float(np.mean(list(ref.values()))) if ref else float("nan")
@@ -220,8 +224,10 @@ def table_from_rows(rows: list[dict[str, str]], table: str) -> str:
         f"{agent}, {steps} env steps per run, training seeds {', '.join(map(str, seeds))}; "
         f"greedy evaluation on {len(episodes)} held-out episodes (seeds {eval_seed}–"
         f"{eval_seed + len(episodes) - 1}), the same episodes for the controllers. "
-        f"Run {' to '.join(_unique([days[0], days[-1]]))} (UTC), one run at a time, each a "
-        f"fresh process with 1 torch thread, on a {'/'.join(cpus)}-core machine whose 1-min "
+        f"Run {' to '.join(_unique([days[0], days[-1]]))} (UTC), "
+        + ("one run at a time" if workers == 1 else f"up to {workers} runs at once") +
+        ", each training and evaluation a fresh process with 1 torch thread, on a "
+        f"{'/'.join(cpus)}-core machine whose 1-min "
         f"load average was {min(loads):.1f}–{max(loads):.1f} during the runs (other jobs "
         f"shared it); summed run time {wall / 60:.1f} min wall, {cpu / 60:.1f} CPU-min.",
         "",
@@ -386,7 +392,8 @@ def main() -> None:
                         "train_cpu_s": f"{trained[1]:.1f}" if t[0] == "learned" else "",
                         "eval_s": f"{eval_s:.1f}", "eval_cpu_s": f"{eval_cpu:.1f}",
                         "finished_utc": now, "load1": f"{os.getloadavg()[0]:.2f}",
-                        "cpus": os.cpu_count()} for k, r in enumerate(results)]
+                        "cpus": os.cpu_count(), "workers": args.workers}
+                       for k, r in enumerate(results)]
                 append_rows(csv_path, new)
                 waits = ", ".join(f"{r['mean_waiting_time']:.3f}" for r in results)
                 print(f"{t[1]} seed {t[2] or '-'}: waiting {waits} s; train "

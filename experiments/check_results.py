@@ -12,6 +12,9 @@ What it checks (each from the raw rows committed next to the table):
   Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by trapezoid with the
   clean point at the kind's identity strength), and its P(A > B) table from the reports;
   heron.md's simple_spread row and doubled-inflow quote from the HERON reports'.
+- `experiments/heron/results/heron_traffic*.md` from the `.csv` beside each (one row per
+  evaluation episode; a table file without one must hold no table), and heron.md's 2x2 grid
+  row and margin-sensitivity quote from `heron_traffic_2x2grid.csv`.
 - `experiments/offline/results/intent_{medium,maze}.md` from `intent_{medium,maze}.csv`.
 - `experiments/reward/results/text_finetune.md` from `text_finetune.csv`.
 - `experiments/reward/results/synthetic.md` from `synthetic.csv` and `pandalm.md` from
@@ -219,7 +222,8 @@ def check_ernie_improvements(c: Checker) -> None:
 
 def check_heron_summary(c: Checker) -> None:
     """experiments/heron/results/heron.md: its simple_spread row and the robustness paragraph's
-    doubled-inflow numbers, from the two HERON bench reports' episodes."""
+    doubled-inflow numbers, from the two HERON bench reports' episodes; its 2x2 grid row and
+    margin sensitivity from heron_traffic_2x2grid.csv; its rows not rerun hold no number."""
     folder = ROOT / "heron" / "results"
     mpe, robust = Report(folder / "heron_mpe"), Report(folder / "heron_traffic_robustness")
     text = (folder / "heron.md").read_text()
@@ -230,6 +234,103 @@ def check_heron_summary(c: Checker) -> None:
     quote = (f"({robust.mean_ci('HERON', 'dyn-inflow', 2.0, 1)} vs "
              f"{robust.mean_ci('engineered', 'dyn-inflow', 2.0, 1)})")
     c.same("heron.md doubled inflow", quote in " ".join(text.split()), True)
+    grid = Traffic(folder / "heron_traffic_2x2grid.csv")
+    rows = {r[0].split("`")[1]: r for r in _table(text, "| setting | HERON")}
+    weighted = [m for m in grid.methods("learned") if m.startswith("weighted-")]
+    best = min(weighted, key=grid.wait)
+    row = rows["traffic/2x2grid"]
+    for cell, method in zip(row[1:5], ("heron", "engineered", best, "rlhf")):
+        c.same(f"heron.md 2x2 grid {method}", cell.replace("**", "").split(" (")[0],
+               grid.cell(method))
+        bold = min(("heron", "engineered", best, "rlhf"), key=grid.wait) == method
+        c.same(f"heron.md 2x2 grid {method} bold (the lowest)", cell.startswith("**"), bold)
+    c.same("heron.md 2x2 grid best β", row[3].split(" (")[-1], f"β={best[len('weighted-'):]})")
+    c.same("heron.md 2x2 grid controllers", row[5].startswith(
+        f"max-pressure {grid.controller('max-pressure', 'mean_waiting_time'):.2f}, fixed-time "
+        f"{grid.controller('fixed-time', 'mean_waiting_time'):.2f} "), True)
+    margins = ", ".join(f"σ = {s} → {grid.cell(m)} s" for s, m in
+                        (("0", "heron-s0"), ("0.1", "heron"), ("0.5", "heron-s0.5")))
+    c.same("heron.md margin sensitivity", margins in " ".join(text.split()), True)
+    for setting in ("traffic/single-intersection", "mujoco/HalfCheetah-v5"):  # not rerun
+        c.same(f"heron.md {setting} holds no number", " | ".join(rows[setting][1:5]),
+               " | ".join(["–"] * 4))
+
+
+class Traffic:
+    """One HERON traffic table's raw rows (`heron_traffic*.csv`, one row per evaluation
+    episode): per-seed means over the episodes, mean ± sample std over seeds."""
+
+    def __init__(self, path: Path):
+        self.rows = _rows(path)
+        self.cells: dict[tuple[str, str], dict[int, list[dict[str, str]]]] = defaultdict(
+            lambda: defaultdict(list))
+        for r in self.rows:
+            self.cells[(r["kind"], r["method"])][int(r["seed"] or -1)].append(r)
+
+    def methods(self, kind: str) -> list[str]:
+        return [m for k, m in self.cells if k == kind]
+
+    def seeds(self, method: str, field: str) -> list[float]:
+        runs = self.cells[("learned", method)]
+        return [float(np.mean([float(r[field]) for r in runs[s]])) for s in sorted(runs)]
+
+    def controller(self, name: str, field: str) -> float:
+        return float(np.mean([float(r[field]) for r in self.cells[("controller", name)][-1]]))
+
+    def wait(self, method: str) -> float:
+        return float(np.mean(self.seeds(method, "mean_waiting_time")))
+
+    def cell(self, method: str) -> str:
+        return _mean_std(self.seeds(method, "mean_waiting_time"), 2)
+
+
+def _traffic_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("heron_traffic",
+                                                  ROOT / "heron" / "traffic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_heron_traffic(c: Checker) -> None:
+    """experiments/heron/results/heron_traffic*.md from the `.csv` beside each: every cell
+    recomputed here, and the whole generated part (header, run facts, table) identical to
+    what `traffic.py --from-csv` builds; a table file without a CSV must hold no table."""
+    folder = ROOT / "heron" / "results"
+    build = _traffic_module().table_from_rows
+    for md in sorted(folder.glob("heron_traffic*.md")):
+        text, path = md.read_text(), md.with_suffix(".csv")
+        if not path.exists():
+            c.same(f"{md.name}: a results table without raw rows", "| method |" in text, False)
+            continue
+        t = Traffic(path)
+        table = f"experiments/heron/results/{md.name}"
+        c.same(f"{md.name} generated part", text.startswith(build(t.rows, table)), True)
+        ref = t.wait("engineered")
+        rows = _table(text, "| method | seeds")
+        c.same(f"{md.name} rows", len(rows), len(t.methods("learned")) + len(
+            t.methods("controller")))
+        for row in rows:
+            name = row[0].removesuffix(" (controller)")
+            if row[0].endswith("(controller)"):
+                w = t.controller(name, "mean_waiting_time")
+                cells = [("waiting", row[2], f"{w:.2f}"),
+                         ("vs engineered", row[4], f"{(w - ref) / ref:+.0%}"),
+                         ("throughput", row[5], f"{t.controller(name, 'throughput'):.0f}"),
+                         ("return", row[6], f"{t.controller(name, 'mean_return'):.2f}")]
+            else:
+                w_seeds = t.seeds(name, "mean_waiting_time")
+                cells = list(zip(
+                    ("seeds", "waiting", "per seed", "vs engineered", "throughput", "return"),
+                    row[1:7],
+                    (str(len(w_seeds)), t.cell(name), " / ".join(f"{x:.2f}" for x in w_seeds),
+                     f"{(t.wait(name) - ref) / ref:+.0%}",
+                     _mean_std(t.seeds(name, "throughput"), 0),
+                     _mean_std(t.seeds(name, "mean_return"), 2))))
+            for what, a, b in cells:
+                c.same(f"{md.name} {row[0]} {what}", a, b)
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:
@@ -754,10 +855,10 @@ def check_quickstart(c: Checker) -> None:
 
 
 TABLE_CHECKS = [
-    check_ernie_summary, check_ernie_improvements, check_heron_summary, check_intent,
-    check_text_finetune, check_reward_synthetic, check_reward_text, check_reward_pandalm,
-    check_rl_from_preferences, check_multiagent, check_umaze_iql, check_hybrid_sac,
-    check_quickstart,
+    check_ernie_summary, check_ernie_improvements, check_heron_summary, check_heron_traffic,
+    check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
+    check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
+    check_hybrid_sac, check_quickstart,
 ]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 

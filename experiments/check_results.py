@@ -725,7 +725,7 @@ def _sections(text: str) -> dict[str, str]:
     return {p.split()[0].lower(): p for p in parts}
 
 
-def _md_rows(section: str, header_start: str) -> list[list[str]]:
+def _section_rows(section: str, header_start: str) -> list[list[str]]:
     return _table(section, header_start) if header_start in section else []
 
 
@@ -752,7 +752,7 @@ def check_hybrid_sac(c: Checker) -> None:
     for task in ("platform", "goal"):
         finals = _hybrid_runs(rows, task, "final")
         section = sections[task]
-        table_rows = _md_rows(section, "| seed | overrides | budget")
+        table_rows = _section_rows(section, "| seed | overrides | budget")
         c.same(f"hybrid_sac.md {task} rows", len(table_rows), len(finals))
         for row in table_rows:
             key = ("hybrid_sac", row[1], row[0], row[2].replace(",", ""))
@@ -789,7 +789,7 @@ def check_hybrid_sac(c: Checker) -> None:
     finals = _hybrid_runs(rows, "traffic", "final")
     labels = {"fixed-time": "fixed-time 30 s", "fixed-cycle-30s": "fixed cycle 30 s green",
               "uniform-random": "uniform random phase", "hybrid_sac": "Hybrid SAC"}
-    table_rows = _md_rows(sections["hybrid"], "| controller | overrides | env kwargs |")
+    table_rows = _section_rows(sections["hybrid"], "| controller | overrides | env kwargs |")
     c.same("hybrid_sac.md traffic rows", len(table_rows), len(finals))
     for row in table_rows:
         controller = next(k for k, v in labels.items() if row[0].startswith(v))
@@ -807,7 +807,7 @@ def check_hybrid_sac(c: Checker) -> None:
             c.same(f"hybrid_sac.md traffic {row[0]} seed {row[4]} column {i}", cell, value)
         published_runs += 1
     speed = _hybrid_runs(rows, "speed", "round")
-    for row in _md_rows(sections["speed:"], "| agent | steps/s per round"):
+    for row in _section_rows(sections["speed:"], "| agent | steps/s per round"):
         controller = "sac" if row[0] == "SAC" else "hybrid_sac"
         rs = next(v for k, v in speed.items() if k[0] == controller)
         sps = [float(r["steps_per_second"]) for r in rs]

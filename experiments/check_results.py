@@ -5,13 +5,12 @@
 What it checks (each from the raw rows committed next to the table):
 - every bench report folder `experiments/*/results/*/` holding `episodes.csv` (the results
   database's per-episode export): its tables (report.md and the CSVs) are regenerated from
-  the episodes (`robustrl bench report FOLDER/episodes.csv --out FOLDER`) and must be
-  identical, line for line.
-- the headline table of `experiments/ernie/results/ernie.md` (all but its Lipschitz rows)
-  from the four ERNIE reports' episodes, with the statistics that table states (mean ±
-  Student-t 95% CI over seeds, normalized = perturbed / clean mean, AUC by trapezoid with the
-  clean point at the kind's identity strength), and its P(A > B) table from the reports;
-  heron.md's simple_spread row and doubled-inflow quote from the HERON reports'.
+  the episodes (and the runs.csv beside them: Lipschitz) with `robustrl bench report
+  FOLDER/episodes.csv --out FOLDER` and must be identical, line for line.
+- `experiments/ernie/results/summary.md` against `experiments/ernie/summarize.py`'s output
+  from those reports, and every decimal ernie.md quotes against summary.md;
+  heron.md's simple_spread row and doubled-inflow quote from the HERON reports'
+  (mean ± Student-t 95% CI over seeds, as heron.md states).
 - `experiments/heron/results/heron_traffic*.md` from the `.csv` beside each (one row per
   evaluation episode; a table file without one must hold no table), and heron.md's 2x2 grid
   row and margin-sensitivity quote from `heron_traffic_2x2grid.csv`.
@@ -88,13 +87,6 @@ def per_seed(folder: Path) -> dict[tuple, list[float]]:
     return {k: [float(np.mean(v[s])) for s in sorted(v)] for k, v in cells.items()}
 
 
-def _auc(curve: list[tuple[float, float]], identity: float) -> float:
-    points = sorted(curve + ([] if identity in [s for s, _ in curve] else [(identity, 1.0)]))
-    xs, ys = zip(*points)
-    area = sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]))
-    return area / (xs[-1] - xs[0])
-
-
 def check_bench_report(folder: Path, c: Checker) -> None:
     """A bench report folder: its tables regenerated from its episodes.csv must be identical
     (`robustrl bench report FOLDER/episodes.csv --out FOLDER` wrote them)."""
@@ -102,8 +94,11 @@ def check_bench_report(folder: Path, c: Checker) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copyfile(folder / "episodes.csv", Path(tmp) / "episodes.csv")
+        runs = (folder / "runs.csv").is_file()
+        if runs:  # the Lipschitz column's raw rows
+            shutil.copyfile(folder / "runs.csv", Path(tmp) / "runs.csv")
         report(Path(tmp) / "episodes.csv", tmp, plots=False)
-        for name in TABLES:
+        for name in TABLES + (("runs.csv",) if runs else ()):
             published = (folder / name).read_text().splitlines()
             fresh = (Path(tmp) / name).read_text().splitlines()
             if len(published) != len(fresh):
@@ -134,90 +129,28 @@ class Report:
         v = self._values(agent, pert, strength)
         return f"{_num(float(np.mean(v)), digits)} ± {_ci95(v):.{digits}f}"
 
-    def grid(self, agent: str, pert: str) -> list[tuple[float, float]]:
-        return sorted((s, float(np.mean(v))) for (e, a, p, s), v in self.seeds.items()
-                      if a == agent and p == pert)
-
-    def average(self, agent: str, pert: str) -> float:
-        return float(np.mean([m for _, m in self.grid(agent, pert)]))
-
-    def auc(self, agent: str, pert: str, identity: float) -> float:
-        clean = self.mean(agent, "none")
-        return _auc([(s, m / clean) for s, m in self.grid(agent, pert)], identity)
-
 
 def check_ernie_summary(c: Checker) -> None:
-    """The headline table of experiments/ernie/results/ernie.md (all but its Lipschitz rows)
-    from the four ERNIE bench reports' episodes."""
+    """experiments/ernie/results/summary.md must be what experiments/ernie/summarize.py writes
+    from the (checked) ERNIE reports, and every number ernie.md quotes must be one of
+    summary.md's (ernie.md's prose adds no number of its own)."""
+    import importlib.util
+
     folder = ROOT / "ernie" / "results"
-    hop, spread, adv, grid = (Report(folder / f"ernie_{n}") for n in
-                              ("mujoco", "mpe", "mpe_adversarial", "traffic"))
-    good = "agents=agent_0+agent_1"
-    trained = "policy=adversary,adv_steps=100000"
-
-    def dyn(r: Report, a: str, pert: str) -> str:
-        return (f"{r.auc(a, pert, 1.0):.2f} / {min(m for _, m in r.grid(a, pert)):.0f} / "
-                f"{r.average(a, pert):.0f}")
-
-    rows = {  # the table's rows, in order, as (report, agent) -> the published cell
-        "Hopper-v5 (PPO, 100k steps)": lambda r, a: r.mean_ci(a, "none", None, 0),
-        "mass": lambda r, a: dyn(r, a, "dyn-mass"),
-        "friction": lambda r, a: dyn(r, a, "dyn-friction"),
-        "mpe/simple_spread": lambda r, a: r.mean_ci(a, "none", None, 1),
-        "obs-gaussian 0.1": lambda r, a: (f"{_num(r.average(a, 'obs-gaussian'), 1)} / "
-                                          f"{_num(r.average(a, 'obs-pgd'), 1)}"),
-        "one teammate random": lambda r, a: _num(r.mean(a, "adversary-agents", 1.0), 1),
-        "one teammate adversarial": lambda r, a: _num(r.mean(
-            a, f"adversary-agents,agents={'agent_2' if r is spread else 'agent_1'},{trained}",
-            1.0), 1),
-        "mpe/simple_adversary": lambda r, a: r.mean_ci(a, "none", None, 1),
-        "obs-gaussian 0.5": lambda r, a: (f"{_num(r.average(a, f'obs-gaussian,{good}'), 1)} / "
-                                          f"{_num(r.average(a, f'obs-pgd,{good}'), 1)}"),
-        "obs-pgd ε = 1": lambda r, a: (f"{r.mean_ci(a, f'obs-pgd,{good}', 1.0, 1)} "
-                                       f"({r.auc(a, f'obs-pgd,{good}', 0.0):.2f})"),
-        "one good agent random": lambda r, a: _num(
-            r.mean(a, "adversary-agents,agents=agent_1", 1.0), 1),
-        "traffic/2x2grid": lambda r, a: r.mean_ci(a, "none", None, 2),
-        "obs-gaussian σ = 0.1": lambda r, a: _num(r.mean(a, "obs-gaussian", 0.1), 2),
-        "act-replace p = 0.05": lambda r, a: _num(r.mean(a, "act-replace", 0.05), 2),
-        "inflow": lambda r, a: " / ".join(_num(r.mean(a, "dyn-inflow", s), d)
-                                          for s, d in ((0.5, 2), (1.5, 2), (2.0, 1))),
-    }
-    section = {"Hopper": (hop, "ppo"), "mpe/simple_spread": (spread, "mappo"),
-               "mpe/simple_adversary": (adv, "mappo"), "traffic": (grid, "idqn")}
-    text = (folder / "ernie.md").read_text()
-    report, learner = hop, "ppo"
-    for row in _table(text, "| task (learner, budget)"):
-        task, metric = row[0], row[1]
-        for prefix, (r, name) in section.items():
-            if task.startswith(prefix):
-                report, learner = r, name
-        label = task or metric
-        fn = next((f for k, f in rows.items() if label.startswith(k)), None)
-        if fn is None or "Lipschitz" in metric:
-            continue  # Lipschitz: from the runs table, not exported (marked in ernie.md)
-        for cell, suffix in zip(row[2:], ("", "+ernie", "+ernie-stackelberg")):
-            c.same(f"ernie.md {task or metric} {learner}{suffix}", cell.replace("**", ""),
-                   fn(report, learner + suffix))
-
-
-def check_ernie_improvements(c: Checker) -> None:
-    """ernie.md's pooled P(A > B) table against the reports' improvements.csv (themselves
-    checked against a fresh report by `check_bench_report`)."""
-    folder = ROOT / "ernie" / "results"
-    suites = {"Hopper": ("ernie_mujoco", "ppo"), "simple_spread": ("ernie_mpe", "mappo"),
-              "simple_adversary": ("ernie_mpe_adversarial", "mappo"),
-              "2x2 grid": ("ernie_traffic", "idqn")}
-    text = (folder / "ernie.md").read_text()
-    for row in _table(text, "| suite (conditions) | P(ERNIE > baseline)"):
-        name, learner = next(v for k, v in suites.items() if row[0].startswith(k))
-        pooled = {(r["a"], r["b"]): r for r in _rows(folder / name / "improvements.csv")
-                  if r["perturbation"] == r["strength"] == "all"}
-        for cell, variant in zip(row[1:], ("+ernie", "+ernie-stackelberg")):
-            r = pooled[(learner + variant, learner)]
-            c.same(f"ernie.md P({learner}{variant} > {learner}) {name}", cell,
-                   f"{float(r['p']):.3f} [{float(r['lo']):.3f}, {float(r['hi']):.3f}]")
-            c.same(f"ernie.md conditions {name}", row[0].split("(")[-1].rstrip(")"), r["tasks"])
+    spec = importlib.util.spec_from_file_location("summarize", ROOT / "ernie" / "summarize.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    published = (folder / "summary.md").read_text().splitlines()
+    fresh = summarize.render().splitlines()
+    c.same("ernie/results/summary.md rows", len(published), len(fresh))
+    for i, (a, b) in enumerate(zip(published, fresh)):
+        c.checked += len(NUMBER.findall(a)) - 1
+        c.same(f"ernie/results/summary.md line {i + 1}", a, b)
+    known = set(NUMBER.findall((folder / "summary.md").read_text().replace("−", "-")))
+    text = (folder / "ernie.md").read_text().replace("−", "-")
+    for number in re.findall(r"-?\d+\.\d+", text):  # decimals: results, not counts or ids
+        c.same(f"ernie.md quotes {number}", number if number in known else "not in summary.md",
+               number)
 
 
 def check_heron_summary(c: Checker) -> None:
@@ -855,7 +788,7 @@ def check_quickstart(c: Checker) -> None:
 
 
 TABLE_CHECKS = [
-    check_ernie_summary, check_ernie_improvements, check_heron_summary, check_heron_traffic,
+    check_ernie_summary, check_heron_summary, check_heron_traffic,
     check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
     check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
     check_hybrid_sac, check_quickstart,

@@ -23,8 +23,9 @@ def test_every_backed_number_recomputes(capsys):
 
 def test_a_changed_number_is_caught(tmp_path):
     check = _module()
-    folder = tmp_path / "ernie_traffic"
-    shutil.copytree(ROOT / "experiments" / "ernie" / "results" / "ernie_traffic", folder)
+    name = "ernie_traffic_2x2grid_v1"
+    folder = tmp_path / name
+    shutil.copytree(ROOT / "experiments" / "ernie" / "results" / name, folder)
     lines = (folder / "episodes.csv").read_text().splitlines()
     head, first = lines[0].split(","), lines[1].split(",")
     i = head.index("return")
@@ -32,4 +33,4 @@ def test_a_changed_number_is_caught(tmp_path):
     (folder / "episodes.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]))
     c = check.Checker()
     check.check_bench_report(folder, c)
-    assert c.checked > 50 and c.errors and all("ernie_traffic" in e for e in c.errors)
+    assert c.checked > 50 and c.errors and all(name in e for e in c.errors)

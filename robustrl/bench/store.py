@@ -302,9 +302,18 @@ def export_csv(db: str | Path, path: str | Path, table: str = "episodes") -> Pat
         names = [d[1] for d in conn.execute(f"PRAGMA table_info({table})")]
     finally:
         conn.close()
+    for row in rows if table == "runs" else []:  # a committed export names no local path
+        row["run_dir"] = _relative_to(row["run_dir"], Path(db).resolve().parent)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
     return Path(path)
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    """`path` relative to `folder` when it lies inside it (else unchanged)."""
+    p = Path(path)
+    return p.relative_to(folder).as_posix() if p.is_absolute() and p.is_relative_to(folder) \
+        else path

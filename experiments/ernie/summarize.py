@@ -54,11 +54,11 @@ def suite_tables(folder: str, baseline: str, heading: str) -> list[str]:
            "over runs) |",
            "|---|---|---|---|---|"]
     for a in methods:
-        s, agg = first[a], aggregates[(a, "all")]
+        s, agg = first[a], aggregates.get((a, "all"))  # none without random-policy rows
         p = improvements.get((a, "all"))
         lip = f"{float(s['lipschitz']):.2f}" if s["lipschitz"] else "–"
         out.append(f"| {a} | {_ci(s['clean'], s['clean_lo'], s['clean_hi'], digits)} | "
-                   f"{_ci(agg['iqm'], agg['lo'], agg['hi'], 2)} | "
+                   f"{'–' if agg is None else _ci(agg['iqm'], agg['lo'], agg['hi'], 2)} | "
                    f"{'baseline' if p is None else _ci(p['p'], p['lo'], p['hi'], 2)} | {lip} |")
     out += ["", "P(method > baseline) per perturbation kind (all its strengths) [95% CI]:", "",
             "| perturbation | " + " | ".join(a for a in methods if a != baseline) + " |",

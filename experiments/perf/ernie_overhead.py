@@ -49,6 +49,12 @@ VARIANTS = {
     "ernie K=1 stackelberg": {"robust.method": "ernie", "robust.steps": 1,
                               "robust.stackelberg": True},
 }
+# What the working tree held beyond the commit when rows marked +dirty were timed (checked
+# with git status at the time), so that the table can say so.
+DIRTY_NOTES = {
+    "784658f+dirty": "only ernie_overhead.csv and ernie_overhead.md, which this script writes "
+                     "(it counted its own output as a change until the next commit)",
+}
 FIELDS = ["learner", "env", "env_steps", "variant", "repeat", "wall_s", "update_s",
           "torch_threads", "cores", "load_start", "load_end", "date", "commit", "python",
           "torch"]
@@ -101,7 +107,8 @@ def _commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)results"],
                                cwd=HERE, capture_output=True, text=True).stdout.strip()
         return out + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
@@ -161,6 +168,13 @@ def render(rows: list[dict[str, str]]) -> str:
     dates = sorted(r["date"] for r in rows)
     one = rows[0]
     n_text = " or ".join(str(n) for n in repeats)
+    by_commit: dict[str, set[int]] = {}
+    for r in rows:
+        by_commit.setdefault(r["commit"], set()).add(int(r["repeat"]))
+    commits = "; ".join(
+        f"{c} (repeat{'s' if len(rep) > 1 else ''} {', '.join(map(str, sorted(rep)))}"
+        + (f": uncommitted changes were {DIRTY_NOTES[c]}" if c in DIRTY_NOTES else "") + ")"
+        for c, rep in sorted(by_commit.items(), key=lambda kv: min(kv[1])))
     table = []
     for name in learners:
         env_id, _, steps, _ = CASES[name]
@@ -173,12 +187,12 @@ def render(rows: list[dict[str, str]]) -> str:
     lines = [
         "# ERNIE training-time overhead",
         "",
-        f"Median of {n_text} interleaved runs per (learner, variant) (no ± : the raw runs are "
-        "in `ernie_overhead.csv`, one row each), seconds of wall time of `learn(env steps)` "
-        "and of the time inside the update, ratios = median / the same learner's median "
+        f"Median of {n_text} interleaved runs per (learner, variant); no ± is given, every "
+        "run is a row of `ernie_overhead.csv`. Seconds of wall time of `learn(env steps)` "
+        "and of the time inside the update; ratio = that median / the same learner's median "
         f"without the regularizer. Torch threads {one['torch_threads']}, {one['cores']} cores, "
-        f"Python {one['python']}, torch {one['torch']}, commit "
-        f"{', '.join(sorted({r['commit'] for r in rows}))}, {dates[0]} to {dates[-1]}. "
+        f"Python {one['python']}, torch {one['torch']}, {dates[0]} to {dates[-1]} (UTC); "
+        f"code at commit {commits}. "
         f"The machine was shared with other jobs: 1-minute load average {min(loads):.2f} to "
         f"{max(loads):.2f} at the start and end of the runs, on {one['cores']} cores, so the "
         "seconds are inflated and noisy; the ratios (variants interleaved, so the load hits "

@@ -27,6 +27,9 @@ What it checks (each from the raw rows committed next to the table):
 - `experiments/hybrid_sac/results/hybrid_sac.md` from `hybrid_sac.csv` (every table cell and
   learning-curve point; then the whole file against the script's `render` of the CSV).
 - `experiments/robustness/results/quickstart.md`'s table from `quickstart_episodes.csv`.
+- `experiments/perf/results/ernie_overhead.md` from `ernie_overhead.csv` (one row per timed
+  run: every median, ratio, the K = 1 target line, load range and timed total; then the whole
+  file against the script's `render` of the CSV).
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -787,11 +790,60 @@ def check_quickstart(c: Checker) -> None:
                "-" if policy == "random policy" else f"{mean / clean:.2f}")
 
 
+def check_ernie_overhead(c: Checker) -> None:
+    """experiments/perf/results/ernie_overhead.md from ernie_overhead.csv: per (learner,
+    variant) the median wall and update seconds over the repeats and their ratios to the same
+    learner's `none` medians; the K = 1 target line, load range and timed total; then the whole
+    file against `render`."""
+    folder = ROOT / "perf" / "results"
+    rows = _rows(folder / "ernie_overhead.csv")
+    runs: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for r in rows:
+        runs[(r["learner"], r["variant"])].append(r)
+
+    def median(key: tuple[str, str], field: str) -> float:
+        return float(np.median([float(r[field]) for r in runs[key]]))
+
+    text = (folder / "ernie_overhead.md").read_text()
+    table = _table(text, "| learner | env | env steps | variant")
+    c.same("ernie_overhead.md rows", len(table), len(runs))
+    ratios = {}
+    for learner, env, steps, variant, wall, wall_r, update, update_r in table:
+        key, base = (learner, variant), (learner, "none")
+        where = f"ernie_overhead.md {learner} {variant}"
+        c.same(f"{where} env", f"{env} {steps}",
+               " ".join(sorted({f"{r['env']} {r['env_steps']}" for r in runs[key]})))
+        c.same(f"{where} wall s", wall, f"{median(key, 'wall_s'):.2f}")
+        ratio = median(key, "wall_s") / median(base, "wall_s")
+        c.same(f"{where} wall ratio", wall_r, f"{ratio:.2f}x")
+        c.same(f"{where} update s", update, f"{median(key, 'update_s'):.2f}")
+        c.same(f"{where} update ratio", update_r,
+               f"{median(key, 'update_s') / median(base, 'update_s'):.2f}x")
+        if variant == "ernie K=1":
+            ratios[learner] = ratio
+    target = next(x for x in text.splitlines() if x.startswith("Target <= 1.5x"))
+    c.same("ernie_overhead.md K = 1 target", target.split(": ", 1)[1],
+           ", ".join(f"{n} {r:.2f}x {'met' if r <= 1.5 else 'MISSED'}"
+                     for n, r in ratios.items()) + ".")
+    repeats = sorted({len(v) for v in runs.values()})
+    c.same("ernie_overhead.md repeats", re.search(r"Median of (.+?) interleaved", text).group(1),
+           " or ".join(map(str, repeats)))
+    loads = [float(r[k]) for r in rows for k in ("load_start", "load_end")]
+    c.same("ernie_overhead.md load range",
+           re.search(r"load average (\S+ to \S+) at", text).group(1),
+           f"{min(loads):.2f} to {max(loads):.2f}")
+    c.same("ernie_overhead.md timed total",
+           re.search(r"Sum of the timed `learn` calls: (\S+) min", text).group(1),
+           f"{sum(float(r['wall_s']) for r in rows) / 60:.1f}")
+    render = _script(ROOT / "perf" / "ernie_overhead.py").render
+    c.same("ernie_overhead.md = render(ernie_overhead.csv)", text, render(rows))
+
+
 TABLE_CHECKS = [
     check_ernie_summary, check_heron_summary, check_heron_traffic,
     check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
     check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
-    check_hybrid_sac, check_quickstart,
+    check_hybrid_sac, check_quickstart, check_ernie_overhead,
 ]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 

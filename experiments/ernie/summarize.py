@@ -39,9 +39,11 @@ def suite_tables(folder: str, baseline: str, heading: str) -> list[str]:
     path = RESULTS / folder
     summary = _rows(path / "summary.csv")
     aggregates = {(r["agent"], r["perturbation"]): r for r in _rows(path / "aggregates.csv")}
-    improvements = {(r["a"], r["perturbation"]): r for r in _rows(path / "improvements.csv")
-                    if r["b"] == baseline and r["env"] in ("all", r["env"])
-                    and r["strength"] == "all"}
+    improvements: dict[tuple[str, str], dict[str, str]] = {}
+    for r in _rows(path / "improvements.csv"):  # pooled over strengths; a kind with one
+        key = (r["a"], r["perturbation"])        # strength has only its per-strength row
+        if r["b"] == baseline and (r["strength"] == "all" or key not in improvements):
+            improvements[key] = r
     methods = sorted({r["agent"] for r in summary if r["agent"] != "random"},
                      key=lambda a: (a != baseline, a))
     kinds = sorted({r["perturbation"] for r in summary if r["perturbation"] != "none"})
@@ -69,6 +71,16 @@ def suite_tables(folder: str, baseline: str, heading: str) -> list[str]:
             p = improvements.get((a, kind))
             cells.append("–" if p is None else _ci(p["p"], p["lo"], p["hi"], 2))
         out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    if any(k[1] != "all" for k in aggregates):  # normalized scores need the random policy
+        out += ["", "Normalized score per perturbation kind (all its strengths), IQM [95% CI]; "
+                "white-box PGD against the transferred attack is the gradient-masking check "
+                "(a masked policy would look robust to the first only):", "",
+                "| perturbation | " + " | ".join(methods) + " |",
+                "|---|" + "---|" * len(methods)]
+        for kind in kinds:
+            cells = [("–" if (agg := aggregates.get((a, kind))) is None
+                      else _ci(agg["iqm"], agg["lo"], agg["hi"], 2)) for a in methods]
+            out.append(f"| {kind} | " + " | ".join(cells) + " |")
     return out + [""]
 
 

@@ -261,8 +261,9 @@ def render(rows: list[dict[str, str]]) -> str:
         "Produced by `python experiments/perf/learning_parity.py --from-csv` from "
         "`learning_parity.csv` (one row per evaluation episode), written by",
         "`python experiments/perf/learning_parity.py run --side robustrl --seeds 0 1 2 3 4` and "
-        "the same with `--side sb3`, the two processes in parallel (seed i of both sides at "
-        "about the same time).",
+        "the same with `--side sb3`, the two processes started together (robustrl's runs are "
+        "faster, so the sides did not stay paired seed by seed: each row's `date_utc` and "
+        "`load_1min` say when and under what load it ran).",
         "",
         f"Settings (equal on both sides): {targets} env steps target (training stops at the "
         "first 2048-step rollout boundary at or beyond it), 1 env, 10 epochs of minibatch 64, "
@@ -314,7 +315,8 @@ def render(rows: list[dict[str, str]]) -> str:
             verdict = "robustrl is AHEAD of SB3: its final-return CI lies wholly above SB3's."
         else:
             verdict = ("The final-return CIs overlap: no difference resolved at "
-                       f"{len(e_r['seeds'])} vs {len(e_s['seeds'])} seeds.")
+                       f"{len(e_r['seeds'])} vs {len(e_s['seeds'])} seeds (robustrl's IQM is "
+                       f"{e_r['iqm'] - e_s['iqm']:+.1f} from SB3's).")
         lines.append(verdict)
     lines += ["", "## Learning curves (IQM over seeds [95% CI]; n = seeds at that step)", "",
               f"![curves]({PNG.name})", "", "| step | robustrl | SB3 |", "|---|---|---|"]
@@ -327,9 +329,11 @@ def render(rows: list[dict[str, str]]) -> str:
                      f"{by_step[st].get('sb3', '-')} |")
     if s["dates"]:
         lines += ["", f"Ran {s['dates'][0]} to {s['dates'][1]} (UTC) on a 2-core machine, "
-                  "the two sides' processes in parallel (1 torch thread each); "
+                  "up to two processes at once (1 torch thread each); "
                   "1-minute load average "
-                  f"{s['load'][0]:.2f} to {s['load'][1]:.2f} at the evaluations."]
+                  f"{s['load'][0]:.2f} to {s['load'][1]:.2f} at the evaluations (above 2: "
+                  "another job shared the cores, which slows that run's train seconds, not its "
+                  "returns)."]
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,10 @@ What it checks (each from the raw rows committed next to the table):
 - `experiments/perf/results/ernie_overhead.md` from `ernie_overhead.csv` (one row per timed
   run: every median, ratio, the K = 1 target line, load range and timed total; then the whole
   file against the script's `render` of the CSV).
+- `experiments/perf/results/learning_parity.md` from `learning_parity.csv` (robustrl PPO vs
+  SB3 PPO on HalfCheetah-v5, one row per eval episode: each side's final-return IQM, CI, mean,
+  per-seed finals, train seconds, P(robustrl > SB3), every learning-curve cell and the load
+  range; then the whole file against the script's `render` of the CSV).
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -839,11 +843,76 @@ def check_ernie_overhead(c: Checker) -> None:
     c.same("ernie_overhead.md = render(ernie_overhead.csv)", text, render(rows))
 
 
+def check_learning_parity(c: Checker) -> None:
+    """experiments/perf/results/learning_parity.md from learning_parity.csv (one row per eval
+    episode): per side the finished seeds, final step, final-return IQM and its stratified
+    bootstrap CI, mean, per-seed finals and median train seconds; P(robustrl > SB3) and its CI;
+    every learning-curve cell (IQM [CI] (n)); the load range; then the whole file against the
+    script's `render` of the CSV."""
+    from robustrl.bench.stats import (
+        iqm,
+        probability_of_improvement,
+        probability_of_improvement_ci,
+        stratified_bootstrap_ci,
+    )
+
+    folder = ROOT / "perf" / "results"
+    rows = _rows(folder / "learning_parity.csv")
+    text = (folder / "learning_parity.md").read_text()
+    score: dict[tuple[str, int, int], list[float]] = defaultdict(list)
+    done: dict[str, set[int]] = defaultdict(set)
+    for r in rows:
+        score[(r["side"], int(r["seed"]), int(r["step"]))].append(float(r["return"]))
+        if int(r["step"]) >= int(r["target_steps"]):
+            done[r["side"]].add(int(r["seed"]))
+    finals: dict[str, dict[int, float]] = {}
+    table = {cells[0]: cells for cells in _table(text, "| side | seeds | final step")}
+    for side in ("robustrl", "sb3"):
+        seeds = sorted(done[side])
+        last = {s: max(st for (sd, se, st) in score if sd == side and se == s) for s in seeds}
+        finals[side] = {s: float(np.mean(score[(side, s, last[s])])) for s in seeds}
+        cells = table[side]
+        where = f"learning_parity.md {side}"
+        c.same(f"{where} seeds", cells[1], " ".join(map(str, seeds)))
+        if not seeds:
+            continue
+        c.same(f"{where} final step", cells[2], " ".join(map(str, sorted(set(last.values())))))
+        v = list(finals[side].values())
+        lo, hi = stratified_bootstrap_ci([v])
+        c.same(f"{where} IQM [CI]", cells[3], f"{iqm([v]):.1f} [{lo:.1f}, {hi:.1f}]")
+        c.same(f"{where} mean", cells[4], f"{np.mean(v):.1f}")
+        c.same(f"{where} per-seed finals", cells[5],
+               ", ".join(f"{s}: {x:.1f}" for s, x in finals[side].items()))
+        train = [max(float(r["train_s"]) for r in rows if r["side"] == side
+                     and int(r["seed"]) == s) for s in seeds]
+        c.same(f"{where} train s", cells[6], f"{np.median(train):.0f}")
+        for st in sorted({st for (sd, se, st) in score if sd == side and se in seeds}):
+            vals = [float(np.mean(score[(side, s, st)])) for s in seeds
+                    if (side, s, st) in score]
+            lo, hi = stratified_bootstrap_ci([vals])
+            curve = _table(text, "| step | robustrl | SB3 |")
+            cell = next(x for x in curve if x[0] == str(st))[1 if side == "robustrl" else 2]
+            c.same(f"{where} curve {st}", cell,
+                   f"{iqm([vals]):.1f} [{lo:.1f}, {hi:.1f}] (n={len(vals)})")
+    a, b = list(finals["robustrl"].values()), list(finals["sb3"].values())
+    if a and b:
+        lo, hi = probability_of_improvement_ci([a], [b])
+        c.same("learning_parity.md P(robustrl > SB3)",
+               re.search(r"^P\(robustrl > SB3\) = (.+)\.$", text, re.M).group(1),
+               f"{probability_of_improvement([a], [b]):.2f} [{lo:.2f}, {hi:.2f}]")
+    loads = [float(r["load_1min"]) for r in rows]
+    c.same("learning_parity.md load range",
+           re.search(r"load average (\S+ to \S+) at", text).group(1),
+           f"{min(loads):.2f} to {max(loads):.2f}")
+    render = _script(ROOT / "perf" / "learning_parity.py").render
+    c.same("learning_parity.md = render(learning_parity.csv)", text, render(rows))
+
+
 TABLE_CHECKS = [
     check_ernie_summary, check_heron_summary, check_heron_traffic,
     check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
     check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
-    check_hybrid_sac, check_quickstart, check_ernie_overhead,
+    check_hybrid_sac, check_quickstart, check_ernie_overhead, check_learning_parity,
 ]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 

@@ -274,14 +274,16 @@ def check_heron_traffic(c: Checker) -> None:
 
 
 def _table(text: str, header_start: str) -> list[list[str]]:
-    """The rows (cells stripped) of the Markdown table whose header begins `header_start`."""
+    """The rows (cells stripped; `\\|` kept as content) of the Markdown table whose header
+    begins `header_start`."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
             break
-        rows.append([x.strip() for x in line.strip("|").split("|")])
+        cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])  # an escaped pipe is content
+        rows.append([x.strip().replace("\\|", "|") for x in cells])
     return rows
 
 
@@ -350,19 +352,6 @@ def check_text_finetune(c: Checker) -> None:
 REWARD = ROOT / "reward" / "results"
 
 
-def _md_rows(text: str, header_start: str) -> list[list[str]]:
-    """Like `_table`, for tables whose cells may hold escaped pipes (`\\|`)."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = re.split(r"(?<!\\)\|", line.strip()[1:-1])
-        rows.append([x.strip().replace("\\|", "|") for x in cells])
-    return rows
-
-
 def _floats(rows: list[dict[str, str]], field: str, order: str = "seed") -> list[float]:
     return [float(r[field]) for r in sorted(rows, key=lambda r: int(r[order] or 0))]
 
@@ -386,7 +375,7 @@ def check_reward_synthetic(c: Checker) -> None:
 
     seeds = sorted({int(r["seed"]) for r in rows if r["part"] == "accuracy"})
     c.same("synthetic.md seeds", f"over {len(seeds)} seeds" in text, True)
-    main = _md_rows(text, "| truth | labels | corrupted")
+    main = _table(text, "| truth | labels | corrupted")
     c.same("synthetic.md main rows", len(main), 6)
     for truth, labels, corrupted, bt_acc, r3m_acc, gain, prec, rec in main:
         bt = sel("accuracy", truth, labels, "bt", "")
@@ -401,7 +390,7 @@ def check_reward_synthetic(c: Checker) -> None:
         c.same(f"{where} gain", gain, f"{diff.mean():+.1f}")
         c.same(f"{where} precision", prec, _mean_std(_floats(r3m, "precision"), 3))
         c.same(f"{where} recall", rec, _mean_std(_floats(r3m, "recall"), 3))
-    sweep = _md_rows(text, "| truth | labels | λ | threshold")
+    sweep = _table(text, "| truth | labels | λ | threshold")
     c.same("synthetic.md sweep rows", len(sweep), 24)
     for truth, labels, lam, threshold, acc, prec, rec, flagged in sweep:
         r3m = sel("accuracy", truth, labels, "r3m", lam)
@@ -411,7 +400,7 @@ def check_reward_synthetic(c: Checker) -> None:
         for cell, field in ((acc, "accuracy"), (prec, "precision"), (rec, "recall"),
                             (flagged, "flagged")):
             c.same(f"{where} {field}", cell, _mean_std(_floats(r3m, field), 3))
-    timing = _md_rows(text, "| model | BT CPU s (min)")
+    timing = _table(text, "| model | BT CPU s (min)")
     c.same("synthetic.md time rows", len(timing), 2)
     for row in timing:
         recomputed = []
@@ -437,7 +426,7 @@ def check_reward_text(c: Checker) -> None:
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         cells[(r["data"], r["method"])].append(r)
-    table = _md_rows(text, "| data | method | held-out accuracy")
+    table = _table(text, "| data | method | held-out accuracy")
     c.same("text.md rows", len(table), len(cells))
     for data, method, acc, train_acc, seconds, n_test, n in table:
         rs, where = cells[(data, method)], f"text.md {data} {method}"
@@ -475,11 +464,11 @@ def check_reward_pandalm(c: Checker) -> None:
                        "value")
 
     label_key = {v: k for k, v in PANDALM_SCORES.items()}
-    table = _md_rows(text, "| disagreement score | AUROC")
+    table = _table(text, "| disagreement score | AUROC")
     c.same("pandalm.md AUROC rows", len(table), len(PANDALM_SCORES))
     for label, cell in table:
         c.same(f"pandalm.md {label}", cell, _mean_std(values("auroc", label_key[label]), 3))
-    for model, cell in _md_rows(text, "| model | accuracy"):
+    for model, cell in _table(text, "| model | accuracy"):
         c.same(f"pandalm.md accuracy {model}", cell, _mean_std(values("accuracy", model), 3))
     first = rows[0]
     counts = (f"{first['n_pairs']} pairs ({first['n_skipped']} malformed rows skipped: "
@@ -510,7 +499,7 @@ def check_rl_from_preferences(c: Checker, folder: Path = REWARD) -> None:
     for r in runs:
         by_label[r["label"]][int(r["seed"])] = r
     ref = {s: float(r["return_mean"]) for s, r in by_label["true reward"].items()}
-    table = _md_rows((folder / f"{name}.md").read_text(), "| labels → reward model")
+    table = _table((folder / f"{name}.md").read_text(), "| labels → reward model")
     c.same(f"{name}.md rows", len(table), len(by_label))
     for label, n, ret, norm, *diag, minutes in table:
         seeds = by_label[label]

@@ -36,7 +36,6 @@ import io
 import os
 import platform
 import resource
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from robustrl.core.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 CSV = HERE / "results" / "multiagent.csv"
@@ -94,11 +95,7 @@ def write_rows(rows: list[dict], path: Path = CSV) -> None:
     writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _random_spread() -> list[tuple[int, float, float | None]]:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robustrl.core.io import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 CSV = HERE / "results" / "umaze_iql.csv"
 TABLE = HERE / "results" / "umaze_iql.md"
@@ -55,11 +57,7 @@ def write_rows(rows: list[dict], path: Path = CSV) -> None:
     writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def run_seed(seed: int) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -137,6 +138,30 @@ def run_info(name: str, command: str, started: float, cpu_started: float,
 
 def load_run_info(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.run.json").read_text())
+
+
+def measure_and_tabulate(name: str, command: str,
+                         measure: Callable[[argparse.Namespace], None],
+                         table: Callable[[list[dict[str, str]], dict], str],
+                         add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                         ) -> None:
+    """A results script's command line: run `measure` (rows into results/<name>.csv) on one
+    torch thread and record how the run went, unless --table-only; then rebuild
+    results/<name>.md from the CSV alone."""
+    ap = argparse.ArgumentParser()
+    if add_arguments:
+        add_arguments(ap)
+    ap.add_argument("--resume", action="store_true",
+                    help=f"keep the rows already in results/{name}.csv and skip them")
+    ap.add_argument("--table-only", action="store_true",
+                    help=f"only rebuild results/{name}.md from results/{name}.csv")
+    args = ap.parse_args()
+    if not args.table_only:
+        torch.set_num_threads(1)
+        started, cpu, load = time.time(), time.process_time(), os.getloadavg()[0]
+        measure(args)
+        run_info(name, command, started, cpu, load)
+    write(f"{name}.md", table(read_rows(name), load_run_info(name)))
 
 
 def header(title: str, command: str, started: float) -> str:

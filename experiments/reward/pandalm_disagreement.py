@@ -16,8 +16,6 @@ the seeds there and runs only the missing ones.
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
@@ -25,16 +23,13 @@ import torch
 from common import (
     RawRows,
     auroc,
-    load_run_info,
     md_table,
     mean_std,
+    measure_and_tabulate,
     minilm_features,
     prefs_file,
-    read_rows,
     run,
     run_header,
-    run_info,
-    write,
 )
 
 from robustrl.reward.data import evaluate_pairs, load_preferences
@@ -131,18 +126,7 @@ def table(rows: list[dict[str, str]], info: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the seeds already in results/pandalm.csv and skip them")
-    ap.add_argument("--table-only", action="store_true",
-                    help="only rebuild results/pandalm.md from results/pandalm.csv")
-    args = ap.parse_args()
-    if not args.table_only:
-        torch.set_num_threads(1)
-        started, cpu, load = time.time(), time.process_time(), os.getloadavg()[0]
-        measure(args.resume)
-        run_info("pandalm", COMMAND, started, cpu, load)
-    write("pandalm.md", table(read_rows("pandalm"), load_run_info("pandalm")))
+    measure_and_tabulate("pandalm", COMMAND, lambda args: measure(args.resume), table)
 
 
 if __name__ == "__main__":

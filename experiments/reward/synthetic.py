@@ -16,7 +16,6 @@ the rows there and runs only the missing fits.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from functools import partial
 
@@ -24,14 +23,11 @@ import numpy as np
 import torch
 from common import (
     RawRows,
-    load_run_info,
     md_table,
     mean_std,
-    read_rows,
+    measure_and_tabulate,
     run,
     run_header,
-    run_info,
-    write,
 )
 
 from robustrl.reward.labelers import parse_labeler
@@ -192,20 +188,13 @@ def table(rows: list[dict[str, str]], info: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--time-repeats", type=int, default=16)
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the rows already in results/synthetic.csv and skip those fits")
-    ap.add_argument("--table-only", action="store_true",
-                    help="only rebuild results/synthetic.md from results/synthetic.csv")
-    args = ap.parse_args()
-    if not args.table_only:
-        torch.set_num_threads(1)
-        started, cpu, load = time.time(), time.process_time(), os.getloadavg()[0]
-        measure(range(args.seeds), args.time_repeats, args.resume)
-        run_info("synthetic", COMMAND, started, cpu, load)
-    write("synthetic.md", table(read_rows("synthetic"), load_run_info("synthetic")))
+    def arguments(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--seeds", type=int, default=3)
+        ap.add_argument("--time-repeats", type=int, default=16)
+
+    measure_and_tabulate(
+        "synthetic", COMMAND,
+        lambda args: measure(range(args.seeds), args.time_repeats, args.resume), table, arguments)
 
 
 if __name__ == "__main__":

@@ -16,24 +16,19 @@ rows there and runs only the missing fits. The first run embeds ≈ 10,700 texts
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
 
 import numpy as np
 import torch
 from common import (
     RawRows,
-    load_run_info,
     md_table,
     mean_std,
+    measure_and_tabulate,
     minilm_features,
     prefs_file,
-    read_rows,
     run,
     run_header,
-    run_info,
-    write,
 )
 
 from robustrl.reward.data import evaluate_pairs, length_baseline, load_preferences, split_by_prompt
@@ -146,18 +141,7 @@ def table(rows: list[dict[str, str]], info: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the rows already in results/text.csv and skip those fits")
-    ap.add_argument("--table-only", action="store_true",
-                    help="only rebuild results/text.md from results/text.csv")
-    args = ap.parse_args()
-    if not args.table_only:
-        torch.set_num_threads(1)
-        started, cpu, load = time.time(), time.process_time(), os.getloadavg()[0]
-        measure(args.resume)
-        run_info("text", COMMAND, started, cpu, load)
-    write("text.md", table(read_rows("text"), load_run_info("text")))
+    measure_and_tabulate("text", COMMAND, lambda args: measure(args.resume), table)
 
 
 if __name__ == "__main__":

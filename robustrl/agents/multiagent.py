@@ -36,6 +36,17 @@ from robustrl.core.parallel import (
 )
 
 
+class AgentPolicies(dict):
+    """{agent: f(its own observations (B, size)) -> its policy output}, the `policy_fn` attacks
+    take from a multi-agent learner, plus `rows(agents)`: one function for several agents at
+    once (`MultiAgent.agent_rows`), which obs-pgd uses to attack every agent in one batch."""
+
+    def __init__(self, fns: dict[str, Callable[[Any], Any]],
+                 rows: Callable[[Sequence[str]], Callable[[Any], Any]]):
+        super().__init__(fns)
+        self.rows = rows
+
+
 class MultiAgent(Agent):
     """Base of the multi-agent learners: a ParallelEnv's agents and shared spaces, acting with
     dicts. Subclasses fill in `_build`, `learn`, `act_array`, `policy_output`, state."""
@@ -99,8 +110,8 @@ class MultiAgent(Agent):
         return np.concatenate([obs, ids], -1)
 
     @property
-    def attack_policy(self) -> dict[str, Callable[[Any], Any]]:
-        return self.policy_fns
+    def attack_policy(self) -> AgentPolicies:
+        return AgentPolicies(self.policy_fns, self.agent_rows)
 
     @property
     def policy_fns(self) -> dict[str, Callable[[Any], Any]]:
@@ -127,6 +138,18 @@ class MultiAgent(Agent):
                 if i in parts else zeros for i in range(self.n_agents)], -2)
             out = self.policy_output(joint)[..., index, :]
             return out[..., 0, :] if squeeze else out
+
+        return fn
+
+    def agent_rows(self, agents: Sequence[str]) -> Callable[[Any], Any]:
+        """f(x (B * k, obs_size)) -> (B * k, out) for k agents observing the same size: row
+        b * k + i is agents[i]'s observation, each row its own sample (every agent's output
+        depends only on its own observation), so an attack batches all agents in one call."""
+        joint, k = self.joint_policy(agents), len(agents)
+
+        def fn(x: Any) -> Any:
+            out = joint(x.reshape(-1, k * x.shape[-1]))
+            return out.reshape(-1, out.shape[-1])
 
         return fn
 

@@ -84,13 +84,16 @@ class ObsPGD(_BoxObservation):
 
     K steps from R random starts; per observation the iterate with the highest attack
     objective is kept. Agents sharing one attacked function and one observation shape are
-    attacked as a single batch. `_attacked` is the function the gradients come from: the
-    evaluated policy here, a surrogate in obs-transfer.
+    attacked as a single batch, and so are agents whose per-agent functions come with a
+    `rows(agents)` function for all of them (robustrl's multi-agent learners). `_attacked` is
+    the function the gradients come from: the evaluated policy here, a surrogate in
+    obs-transfer.
     """
 
     def bind(self, view: EnvView) -> None:
         fn = self._attacked()
         super().bind(view)
+        self.rows = getattr(fn, "rows", None) if view.multi else None
         self.fns = {a: view.per_agent(fn, a, f"{self.spec.kind}: policy_fn")
                     for a in self.targets}
         self.distances = {a: self._distance(view.action_space(a), a) for a in self.targets}
@@ -131,13 +134,18 @@ class ObsPGD(_BoxObservation):
 
         groups: dict[tuple, list[Agent]] = {}
         for agent, o in obs.items():
-            key = (id(self.fns[agent]), np.shape(o), self.distances[agent],
-                   id(self.scales[agent]))
+            key = (np.shape(o), self.distances[agent])
+            if self.rows is None:
+                key += (id(self.fns[agent]), id(self.scales[agent]))
             groups.setdefault(key, []).append(agent)
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         out = {}
         for agents in groups.values():
             fn, scale = self.fns[agents[0]], self.scales[agents[0]]
+            if self.rows is not None and len(agents) > 1:  # one sample per agent
+                fn = self.rows(agents)
+                scale = np.stack([np.broadcast_to(self.scales[a], np.shape(obs[a]))
+                                  for a in agents])
             device, dtype = policy_device(fn)
             batch = np.stack([np.asarray(obs[a]) for a in agents])
             x = torch.as_tensor(batch, dtype=dtype, device=device)

@@ -89,7 +89,8 @@ def pgd_attack(
 ) -> torch.Tensor:
     """Return the perturbation delta (raw units, shape of `obs`) that maximises D per sample.
 
-    `obs` is a batch (leading batch dimension). Each of the `steps` ascent steps moves the
+    `obs` is a batch (leading batch dimension); `obs_scale` is per dimension (broadcast
+    over the batch) or per sample (the shape of `obs`). Each of the `steps` ascent steps moves the
     normalized perturbation z = delta / obs_scale by `step_size` (default 2.5 * eps / steps,
     enough to reach the boundary from anywhere in the ball) along sign(grad) for linf or the
     normalized gradient for l2, then projects back onto ||z|| <= eps.
@@ -116,8 +117,10 @@ def pgd_attack(
     scale = (torch.ones((), dtype=obs.dtype, device=obs.device) if obs_scale is None
              else torch.as_tensor(obs_scale, dtype=obs.dtype, device=obs.device))
     alpha = 2.5 * eps / steps if step_size is None else step_size
-    n = obs.shape[0]
-    x = obs if restarts == 1 else obs.repeat(restarts, *([1] * (obs.dim() - 1)))
+    n, repeat = obs.shape[0], (restarts, *([1] * (obs.dim() - 1)))
+    x = obs if restarts == 1 else obs.repeat(repeat)
+    per_sample = scale.dim() == obs.dim() and scale.shape[0] == n > 1
+    x_scale = scale.repeat(repeat) if per_sample else scale
     with torch.enable_grad():
         target = policy_fn(obs)
         if not create_graph:
@@ -130,7 +133,7 @@ def pgd_attack(
         for i in range(steps + 1):  # the last pass only scores the final iterate
             if i == steps and not keep_best:
                 break
-            d = distance_per_sample(policy_fn(x + z * scale), target, distance)
+            d = distance_per_sample(policy_fn(x + z * x_scale), target, distance)
             if keep_best:  # the loss of the current iterate: track the best per sample
                 best_d, best_z = _better(d.detach(), z.detach(), best_d, best_z)
             if i == steps:

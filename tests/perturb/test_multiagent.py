@@ -194,6 +194,37 @@ def test_obs_pgd_batches_agents_and_stays_in_ball():
             assert 0 < np.linalg.norm(o2[agent] - o1[agent]) <= 0.05 + 1e-5
 
 
+def test_obs_pgd_attacks_a_multiagent_learner_in_one_batch_per_step():
+    """A learner's per-agent policies come with `rows`: obs-pgd makes one policy call per
+    ascent pass for all agents (not one per agent), each agent's row its own sample."""
+    from robustrl.agents import make_agent
+
+    agent = make_agent("idqn", "mpe/simple_spread", seed=0,
+                       env_kwargs={"N": 3, "max_cycles": 25})
+    policies, names = agent.attack_policy, list(agent.agents)
+    x = torch.randn(4, len(names), agent.obs_sizes[0])
+    rows = policies.rows(names)(x.reshape(-1, x.shape[-1])).reshape(4, len(names), -1)
+    for i, name in enumerate(names):  # the batched function is the per-agent one, row by row
+        torch.testing.assert_close(rows[:, i], policies[name](x[:, i]))
+
+    batches = []
+    rows_of = policies.rows
+    policies.rows = lambda agents: (lambda x: batches.append(x.shape[0]) or rows_of(agents)(x))
+    spec = "obs-pgd:0.2,steps=10,restarts=2,objective=action"
+    clean, attacked = run(spread(), steps=4), run(
+        apply(spread(), spec, policy_fn=policies, obs_scale=agent.obs_scale, seed=0), steps=4)
+    # per observation (reset + 4 steps): the clean target, then K + 1 passes over both starts
+    assert batches == [3, *[2 * 3] * 11] * 5
+    flips, scale = 0, agent.obs_scale  # one normalizer for all agents
+    for (o1, _, _), (o2, _, _) in zip(clean, attacked, strict=True):
+        for name in o1:
+            assert np.all(np.abs(o2[name] - o1[name]) <= 0.2 * scale + 1e-5)
+            q1, q2 = (policies[name](torch.as_tensor(o, dtype=torch.float32)[None])
+                      for o in (o1[name], o2[name]))
+            flips += int(q1.argmax() != q2.argmax())
+    assert flips > 0  # the attack changes greedy actions
+
+
 # --------------------------------------------------------------------------- trained adversary
 def test_adversary_env_reward_is_minus_scored_team_and_others_act_by_the_team_policy():
     """AdversaryEnv plays the given action for the target, the team policy (given every

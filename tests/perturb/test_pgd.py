@@ -47,6 +47,22 @@ def test_pgd_stays_in_ball_and_beats_random_noise(norm, distance):
     assert (d_pgd >= d_rand).float().mean() > 0.9
 
 
+def test_pgd_per_sample_scale_matches_each_sample_attacked_alone():
+    """obs_scale of the batch's shape gives every sample its own ball; with restarts the
+    batch equals attacking each sample alone with its scale (same random starts)."""
+    f, eps = _net(), 0.2
+    x = torch.randn(2, 6)
+    scale = torch.tensor([[1.0] * 6, [0.01] * 6])
+    kw = dict(steps=5, norm="linf", distance="l2", restarts=3, keep_best=True)
+    delta = pgd_attack(f, x, eps, obs_scale=scale, **kw,
+                       generator=torch.Generator().manual_seed(0))
+    assert torch.all(delta.abs() <= eps * scale + 1e-6)
+    assert delta[1].abs().max() < 0.1 * delta[0].abs().max()
+    alone = pgd_attack(f, x, eps, obs_scale=scale[1], **kw,
+                       generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(delta[1], alone[1])
+
+
 def test_pgd_zero_radius_determinism_and_no_param_grads():
     f = _net()
     obs = torch.randn(8, 6)

@@ -113,7 +113,9 @@ class FlatAdam:
             moments[key] = torch.cat([
                 per[i][key].reshape(-1) if i in per else torch.zeros(p.numel(), dtype=p.dtype)
                 for i, p in zip(ids, self.params)])
-        flat_state = {0: {"step": max(steps, key=float) if steps else torch.tensor(0.0),
-                          **moments}} if steps else {}
+        # a fresh step tensor: torch's load keeps the one it is given, which may be still
+        # stepped by the optimizer that wrote the state
+        flat_state = {0: {"step": torch.tensor(max(float(t) for t in steps)), **moments}} \
+            if steps else {}
         return {"state": flat_state,
                 "param_groups": [{**state["param_groups"][0], "params": [0]}]}

@@ -28,7 +28,6 @@ from robustrl.agents.ppo import (
     approx_kl,
     clipped_policy_loss,
     ppo_minibatches,
-    sample_numpy,
 )
 from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.flat import FlatAdam
@@ -171,9 +170,9 @@ class MAPPO(MultiAgent):
         rew_buf = np.zeros((t_max, e, n), np.float32)
         done_buf = np.zeros((t_max, e, n), np.float32)
         val_buf = np.zeros((t_max + 1, e, n), np.float32)
-        # Acting through numpy snapshots of the networks (as PPO does): on (E, N) samples per
-        # step torch's per-op overhead outweighed the 64x64 arithmetic.
-        log_std = self.net.log_std.detach().numpy().astype(np.float64)
+        # The networks' forward passes through numpy snapshots (as PPO's): on (E, N) samples
+        # per step torch's per-op overhead outweighed the 64x64 arithmetic. Actions are still
+        # drawn by torch's distribution, from torch's generator, as before.
         actor, critic = NumpyMLP(self.net.actor), NumpyMLP(self.net.critic)
         for t in range(t_max):
             if cfg.normalize_obs:
@@ -182,7 +181,11 @@ class MAPPO(MultiAgent):
                     self.state_rms.update(self._global(self.obs, self.state))
             x = self.inputs(self.obs, self._rms)
             c = self._critic_in(self.obs, self.state)
-            action, logp_buf[t] = sample_numpy(actor(x), log_std, self.discrete, self.rng)
+            with torch.no_grad():
+                dist = self.net.distribution_of(torch.from_numpy(actor(x)))
+                action = dist.sample()
+                logp_buf[t] = self.net.log_prob(dist, action).numpy()
+            action = action.numpy()
             val_buf[t] = critic(c)[..., 0]
             out = self.envs.step(self._env_action(action))
             self.stats.step_agents(out["rewards"], out["done"])

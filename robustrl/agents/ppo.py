@@ -79,7 +79,10 @@ class ActorCritic(nn.Module):
         self.log_std = nn.Parameter(torch.full((out_dim,), cfg.init_log_std))
 
     def distribution(self, obs: torch.Tensor):
-        out = self.actor(obs)
+        return self.distribution_of(self.actor(obs))
+
+    def distribution_of(self, out: torch.Tensor):
+        """The action distribution for the actor's output `out` (logits or means)."""
         # Argument validation costs more than the 64x64 forward itself; inputs are ours.
         if self.discrete:
             return Categorical(logits=out, validate_args=False)

@@ -181,11 +181,8 @@ class MAPPO(MultiAgent):
                     self.state_rms.update(self._global(self.obs, self.state))
             x = self.inputs(self.obs, self._rms)
             c = self._critic_in(self.obs, self.state)
-            with torch.no_grad():
-                dist = self.net.distribution_of(torch.from_numpy(actor(x)))
-                action = dist.sample()
-                logp_buf[t] = self.net.log_prob(dist, action).numpy()
-            action = action.numpy()
+            action, logp = self.net.sample(torch.from_numpy(actor(x)))
+            action, logp_buf[t] = action.numpy(), logp.numpy()
             val_buf[t] = critic(c)[..., 0]
             out = self.envs.step(self._env_action(action))
             self.stats.step_agents(out["rewards"], out["done"])

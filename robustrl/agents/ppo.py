@@ -88,6 +88,20 @@ class ActorCritic(nn.Module):
             return Categorical(logits=out, validate_args=False)
         return Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
 
+    @torch.no_grad()
+    def sample(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions and their log-probabilities for the actor's outputs `out`, drawn from torch's
+        generator as the distribution's `sample()` draws them (discrete: multinomial on the
+        softmax), without torch.distributions' per-call overhead (~5x the ops' cost here)."""
+        if not self.discrete:
+            dist = self.distribution_of(out)
+            action = dist.sample()
+            return action, self.log_prob(dist, action)
+        logp_all = out.log_softmax(-1)
+        action = torch.multinomial(logp_all.exp().reshape(-1, out.shape[-1]), 1, True)
+        action = action.reshape(out.shape[:-1])
+        return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
     def log_prob(self, dist, actions: torch.Tensor) -> torch.Tensor:
         lp = dist.log_prob(actions)
         return lp if self.discrete else lp.sum(-1)

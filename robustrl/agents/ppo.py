@@ -255,31 +255,35 @@ class PPO(Agent):
         done_buf = np.zeros((t_max, n), np.float32)
         val_buf = np.zeros((t_max + 1, n), np.float32)
         log_std = self.net.log_std.detach().numpy().astype(np.float64)
-        actor, critic = NumpyMLP(self.net.actor), NumpyMLP(self.net.critic)
+        # actor and critic in one numpy pass: outputs [actor's | value]
+        both = NumpyMLP.joint(self.net.actor, self.net.critic)
+        k = self.net.actor[-1].out_features
         for t in range(t_max):
             if cfg.normalize_obs:
                 self.obs_rms.update(self.obs)
             x = self._norm_obs(self.obs)
-            val_buf[t] = critic(x)[:, 0]
-            action, logp_buf[t] = sample_numpy(actor(x), log_std, self.net.discrete, self.rng)
+            y = both(x)
+            val_buf[t] = y[:, k]
+            action, logp_buf[t] = sample_numpy(y[:, :k], log_std, self.net.discrete, self.rng)
             env_action = action if self.net.discrete else np.clip(
                 action, self.action_space.low, self.action_space.high)
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action)
-            self.stats.step(reward, terminated | truncated)
+            done = terminated | truncated
+            self.stats.step(reward, done)
             reward = np.asarray(reward, np.float64)
             if cfg.normalize_reward:
                 self.discounted = self.discounted * cfg.gamma + reward
                 self.ret_rms.update(self.discounted)
-                self.discounted[terminated | truncated] = 0.0
+                self.discounted[done] = 0.0
                 reward = reward / self.ret_rms.std
             cut = truncated & ~terminated
             if cut.any():  # bootstrap a time-limit cut from the real final observation
                 final = np.stack([info["final_obs"][i] for i in np.flatnonzero(cut)])
-                reward[cut] += cfg.gamma * critic(self._norm_obs(final))[:, 0]
+                reward[cut] += cfg.gamma * both(self._norm_obs(final))[:, k]
             obs_buf[t], act_buf[t], rew_buf[t] = x, action.reshape(act_buf[t].shape), reward
-            done_buf[t] = terminated | truncated
+            done_buf[t] = done
             self.obs = next_obs
-        val_buf[t_max] = critic(self._norm_obs(self.obs))[:, 0]
+        val_buf[t_max] = both(self._norm_obs(self.obs))[:, k]
 
         advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
         returns = advantages + val_buf[:t_max]

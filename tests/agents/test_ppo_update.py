@@ -103,3 +103,17 @@ def test_flat_adam_loads_a_per_parameter_adam_state():
     for p, q in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(p, q)
     assert float(flat.opt.state[flat.flat]["step"]) == 4
+
+
+def test_joint_numpy_snapshot_gives_both_networks_outputs():
+    """PPO's rollouts run actor and critic as one block network (NumpyMLP.joint)."""
+    from robustrl.core.networks import NumpyMLP, mlp
+
+    torch.manual_seed(0)
+    actor, critic = mlp(5, (8, 8), 3, nn.Tanh), mlp(5, (8, 8), 1, nn.Tanh)
+    x = torch.randn(4, 5)
+    both = NumpyMLP.joint(actor, critic)(x.numpy())
+    torch.testing.assert_close(torch.from_numpy(both[:, :3]), actor(x).detach())
+    torch.testing.assert_close(torch.from_numpy(both[:, 3:]), critic(x).detach())
+    with pytest.raises(TypeError, match="same depth"):
+        NumpyMLP.joint(actor, mlp(5, (8,), 1, nn.Tanh))

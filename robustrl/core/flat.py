@@ -84,7 +84,9 @@ class FlatAdam:
         what `Adam(fused=True).step()` runs after ~50 µs of per-call Python bookkeeping."""
         group = self.opt.param_groups[0]
         state = self.opt.state[self.flat]
-        if not state:  # first step: let torch create the state (moments, step count)
+        # first step: let torch create the state (moments, step count); a torch without the
+        # private kernel takes the public path, same arithmetic
+        if not state or not hasattr(torch, "_fused_adam_"):
             self.opt.step()
             return
         beta1, beta2 = group["betas"]

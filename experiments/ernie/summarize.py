@@ -23,7 +23,13 @@ SUITES = (  # (report folder, baseline label, heading)
     ("ernie_mpe_adversarial", "mappo",
      "MAPPO self-play on `mpe/simple_adversary`, good team scored (100k steps, 5 seeds, "
      "20 evaluation episodes per cell)"),
+    ("ernie_traffic", "idqn",
+     "IDQN (QCOMBO) on `traffic/arterial4x4` (RESCO, saturated), 1,800 s episodes (10k steps, "
+     "5 seeds, 2 evaluation episodes per cell); fixed-time and max-pressure controllers "
+     "scored on the same cells"),
 )
+REFERENCES = ("fixed-time", "max-pressure")
+"""Reference controllers listed after the learners (deterministic: every seed repeats)."""
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -45,7 +51,7 @@ def suite_tables(folder: str, baseline: str, heading: str) -> list[str]:
         if r["b"] == baseline and (r["strength"] == "all" or key not in improvements):
             improvements[key] = r
     methods = sorted({r["agent"] for r in summary if r["agent"] != "random"},
-                     key=lambda a: (a != baseline, a))
+                     key=lambda a: (a in REFERENCES, a != baseline, a))
     kinds = sorted({r["perturbation"] for r in summary if r["perturbation"] != "none"})
     first = {a: next(r for r in summary if r["agent"] == a) for a in methods}
     digits = 1 if max(abs(float(r["clean"])) for r in first.values()) < 100 else 0

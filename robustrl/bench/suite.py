@@ -102,10 +102,10 @@ class SuiteConfig:
     for a finished suite runs only the random cells."""
     controllers: list[str] = field(default_factory=list)
     """Traffic envs: also evaluate these hand-designed signal controllers ("fixed-time",
-    "max-pressure"; robustrl.envs.traffic_baselines) on every traffic env × cell × seed, rows
+    "max-pressure"; robustrl.envs.traffic_baselines) on every traffic env × cell, rows
     labelled by name. They read the simulation, not the observation, so observation
-    perturbations leave them as they are clean; they are deterministic, so every seed gives
-    the same rows. Turning them on for a finished suite runs only their cells."""
+    perturbations leave them as they are clean; they have no training seed, so they run once,
+    under the suite's first seed. Turning them on for a finished suite runs only their cells."""
     out: str | None = None
     """Folder for run directories and the default database, relative to the working
     directory (default runs/bench/<name>)."""
@@ -305,7 +305,7 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
             raise RobustRLError(f"suite {suite.name}: the label '{label}' is reserved for the "
                                 "reference policy of that name; rename that [[train]] entry")
     jobs += [job for label in references
-             for job in reference_jobs(jobs if label == RANDOM else _traffic(jobs), label)]
+             for job in reference_jobs(jobs if label == RANDOM else _traffic(jobs, suite), label)]
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -385,8 +385,9 @@ def reference_jobs(jobs: list[Job], reference: str = RANDOM) -> list[Job]:
     return list(out.values())
 
 
-def _traffic(jobs: list[Job]) -> list[Job]:
-    return [j for j in jobs if j.env.startswith("traffic/")]
+def _traffic(jobs: list[Job], suite: SuiteConfig) -> list[Job]:
+    """The traffic jobs of the suite's first seed (a controller's one run per env)."""
+    return [j for j in jobs if j.env.startswith("traffic/") and j.seed == suite.seeds[0]]
 
 
 def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[str]:
@@ -399,7 +400,7 @@ def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[str]:
     if unknown or len(set(suite.controllers)) != len(suite.controllers):
         raise RobustRLError(f"suite {suite.name}: controllers = {suite.controllers} — list each "
                             f"of {sorted(CONTROLLERS)} at most once")
-    if not _traffic(jobs):
+    if not _traffic(jobs, suite):
         raise RobustRLError(f"suite {suite.name}: controllers are traffic-signal controllers and "
                             "the suite has no traffic/* env; remove `controllers`")
     return list(suite.controllers)

@@ -404,6 +404,7 @@ def test_traffic_controllers_are_evaluated_next_to_the_learners(tmp_path):
     text = """
 name = "controllers"
 episodes = 1
+seeds = [0, 1]
 controllers = ["fixed-time", "max-pressure"]
 [[train]]
 agents = ["idqn"]
@@ -416,8 +417,9 @@ strengths = [0.5]
 """
     suite = _write_suite(tmp_path / "controllers.toml", text)
     plan = plan_suite(load_suite(suite), tmp_path / "out")
-    assert [(j.label, j.reference) for j in plan.jobs] == [
-        ("idqn", ""), ("fixed-time", "fixed-time"), ("max-pressure", "max-pressure")]
+    assert [(j.label, j.reference, j.seed) for j in plan.jobs] == [  # controllers: one run
+        ("idqn", "", 0), ("idqn", "", 1), ("fixed-time", "fixed-time", 0),
+        ("max-pressure", "max-pressure", 0)]
     off = load_suite(suite)
     off.controllers = []
     assert plan_suite(off, tmp_path / "out").suite_hash == plan.suite_hash
@@ -430,6 +432,8 @@ strengths = [0.5]
         assert returns[name, "none"] == pytest.approx(direct["mean_return"])
         assert returns[name, "obs-gaussian:0.5"] == returns[name, "none"]
     assert returns["fixed-time", "none"] != returns["max-pressure", "none"]
+    points = report(tmp_path / "out" / "results.sqlite", tmp_path / "rep")["points"]
+    assert {p.agent for p in points} == {"idqn", "fixed-time", "max-pressure"}
 
 
 @pytest.mark.parametrize("line, error", [

@@ -43,13 +43,13 @@ def measure(workers: int, rounds: int, run: str) -> None:
 
 def cell(rows: list[dict[str, str]]) -> str:
     """The result cell of speed.md's bench-workers row, a pure function of one run's rows."""
-    if not rows:
-        return "not rerun since the earlier figures, which had no raw timings, were removed"
     seconds: dict[int, dict[int, float]] = {}
     for r in rows:
         seconds.setdefault(int(r["workers"]), {})[int(r["round"])] = float(r["seconds"])
-    many = max(seconds)
-    rounds = sorted(set(seconds[1]) & set(seconds[many]))  # both sides timed
+    many = max(seconds, default=1)
+    rounds = sorted(set(seconds.get(1, {})) & set(seconds.get(many, {})))  # both sides timed
+    if many == 1 or not rounds:  # no run, or one interrupted before a round was complete
+        return "not rerun since the earlier figures, which had no raw timings, were removed"
     one_s, many_s = (median([seconds[n][r] for r in rounds]) for n in (1, many))
     return (f"**{one_s / many_s:.2f}×** ({many_s:.1f} vs {one_s:.1f} s, median of "
             f"{len(rounds)} interleaved rounds, {rows[0]['cores']} cores; run {rows[0]['run']}, "

@@ -23,10 +23,15 @@ from torch import nn
 
 from robustrl.agents.base import Callback, Capabilities
 from robustrl.agents.multiagent import MultiAgent
-from robustrl.agents.ppo import ActorCritic, clipped_policy_loss
+from robustrl.agents.ppo import (
+    ActorCritic,
+    approx_kl,
+    clipped_policy_loss,
+    ppo_minibatches,
+)
 from robustrl.core.episodes import MultiAgentStats
-from robustrl.core.loop import minibatches
-from robustrl.core.networks import mlp, orthogonal_init
+from robustrl.core.flat import FlatAdam
+from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.core.returns import gae
 from robustrl.robust import RobustConfig, attach
@@ -96,7 +101,7 @@ class MAPPO(MultiAgent):
         self.net.critic = mlp(critic_in, cfg.hidden, 1, act)
         orthogonal_init(self.net.critic)
         nn.init.orthogonal_(self.net.critic[-1].weight, 1.0)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5, fused=True)
+        self.opt = FlatAdam(self.net, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
         self.ernie = attach(cfg.robust, self.name, logits=self.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
         self.state_rms = RunningMeanStd((self.state_dim,))
@@ -117,16 +122,16 @@ class MAPPO(MultiAgent):
         """(E, N, obs_dim), (E, state_dim) -> the centralized critic's state (E, state_dim)."""
         return state if self.use_env_state else obs.reshape(obs.shape[0], -1)
 
-    def _critic_in(self, obs: np.ndarray, state: np.ndarray | None) -> torch.Tensor:
-        """Critic input per agent: (E, N, critic_in)."""
+    def _critic_in(self, obs: np.ndarray, state: np.ndarray | None) -> np.ndarray:
+        """Critic input per agent: (E, N, critic_in) float32."""
         if not self.config.centralized_critic:
-            return self._actor_in(obs)
+            return self.inputs(obs, self._rms)
         s = self._global(obs, state)
         if self.config.normalize_obs:
             s = self.state_rms.normalize(s)
         s = np.broadcast_to(s[:, None, :], (s.shape[0], self.n_agents, s.shape[-1]))
         ids = np.broadcast_to(self.ids, (s.shape[0], self.n_agents, self.n_agents))
-        return torch.from_numpy(np.concatenate([s, ids], -1).astype(np.float32))
+        return np.concatenate([s, ids], -1).astype(np.float32)
 
     def _critic_scale(self, c: torch.Tensor) -> torch.Tensor:
         """ERNIE's scale on critic inputs: the env's global state, all (padded) observations
@@ -159,25 +164,26 @@ class MAPPO(MultiAgent):
         t_max, e, n = cfg.n_steps, cfg.n_envs, self.n_agents
         act_shape = () if self.discrete else (self.act_dim,)
         actor_buf = np.zeros((t_max, e, n, self.obs_dim + n), np.float32)
-        critic_buf: list[torch.Tensor] = []
+        critic_buf: list[np.ndarray] = []
         act_buf = np.zeros((t_max, e, n, *act_shape), np.float32)
         logp_buf = np.zeros((t_max, e, n), np.float32)
         rew_buf = np.zeros((t_max, e, n), np.float32)
         done_buf = np.zeros((t_max, e, n), np.float32)
         val_buf = np.zeros((t_max + 1, e, n), np.float32)
+        # The networks' forward passes through numpy snapshots (as PPO's): on (E, N) samples
+        # per step torch's per-op overhead outweighed the 64x64 arithmetic. Actions are still
+        # drawn by torch's distribution, from torch's generator, as before.
+        actor, critic = NumpyMLP(self.net.actor), NumpyMLP(self.net.critic)
         for t in range(t_max):
             if cfg.normalize_obs:
                 self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
                 if cfg.centralized_critic:
                     self.state_rms.update(self._global(self.obs, self.state))
-            x = self._actor_in(self.obs)
+            x = self.inputs(self.obs, self._rms)
             c = self._critic_in(self.obs, self.state)
-            with torch.no_grad():
-                dist = self.net.distribution(x)
-                action = dist.sample()
-                logp_buf[t] = self.net.log_prob(dist, action).numpy()
-                val_buf[t] = self.net.value(c).numpy()
-            action = action.numpy()
+            action, logp = self.net.sample(torch.from_numpy(actor(x)))
+            action, logp_buf[t] = action.numpy(), logp.numpy()
+            val_buf[t] = critic(c)[..., 0]
             out = self.envs.step(self._env_action(action))
             self.stats.step_agents(out["rewards"], out["done"])
             reward = out["rewards"].copy()
@@ -186,59 +192,56 @@ class MAPPO(MultiAgent):
                 if cut.any():
                     fs = out["final_state"][i]
                     ci = self._critic_in(final[None], None if fs is None else fs[None])
-                    with torch.no_grad():
-                        reward[i] += cfg.gamma * self.net.value(ci)[0].numpy() * cut
-            actor_buf[t], act_buf[t], rew_buf[t] = x.numpy(), action, reward
+                    reward[i] += cfg.gamma * critic(ci)[0, :, 0] * cut
+            actor_buf[t], act_buf[t], rew_buf[t] = x, action, reward
             critic_buf.append(c)
             done_buf[t] = (out["terminated"] | out["truncated"]) | out["done"][:, None]
             self.obs, self.state = out["obs"], out["state"]
-        with torch.no_grad():
-            val_buf[t_max] = self.net.value(self._critic_in(self.obs, self.state)).numpy()
+        val_buf[t_max] = critic(self._critic_in(self.obs, self.state))[..., 0]
         advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
         returns = advantages + val_buf[:t_max]
         size = t_max * e * n
         flat = lambda a: torch.from_numpy(a.reshape(size, *a.shape[3:]))  # noqa: E731
-        return {"obs": flat(actor_buf), "critic": torch.stack(critic_buf).reshape(size, -1),
+        return {"obs": flat(actor_buf), "critic": flat(np.stack(critic_buf)),
                 "actions": flat(act_buf), "logp": flat(logp_buf),
                 "advantages": flat(advantages), "returns": flat(returns)}
 
     # ----------------------------------------------------------------- update
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config
-        size = batch["obs"].shape[0]
-        actions = batch["actions"].long() if self.discrete else batch["actions"]
-        log: dict[str, list[torch.Tensor]] = {"policy_loss": [], "value_loss": [],
-                                              "entropy": [], "approx_kl": []}
+        if self.discrete:
+            batch = {**batch, "actions": batch["actions"].long()}
+        # Per minibatch only detached tensors are kept, read once after the epochs.
+        losses: list[torch.Tensor] = []
+        log_ratios: list[torch.Tensor] = []
         for _ in range(cfg.n_epochs):
-            for idx in minibatches(size, cfg.n_minibatches):
-                dist = self.net.distribution(batch["obs"][idx])
-                log_ratio = self.net.log_prob(dist, actions[idx]) - batch["logp"][idx]
-                policy_loss, ratio = clipped_policy_loss(log_ratio, batch["advantages"][idx],
-                                                         cfg.clip, cfg.normalize_advantage)
-                value = self.net.value(batch["critic"][idx])
-                value_loss = 0.5 * ((value - batch["returns"][idx]) ** 2).mean()
-                entropy = self.net.entropy(dist)
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+            for mb in ppo_minibatches(batch, cfg.n_minibatches, cfg.clip,
+                                      cfg.normalize_advantage):
+                x, c = mb["obs"], mb["critic"]
+                out, logp, entropy = self.net.evaluate(x, mb["actions"])
+                log_ratio = logp - mb["logp"]
+                policy_loss = clipped_policy_loss(log_ratio, mb)
+                value = self.net.value(c)
+                value_loss = 0.5 * (value - mb["returns"]).square().mean()
+                loss = policy_loss + cfg.vf_coef * value_loss
+                if cfg.ent_coef:
+                    loss = loss - cfg.ent_coef * entropy
                 if self.ernie:  # lam * R(theta); agent ids and padding stay fixed
-                    out = dist.logits if self.discrete else dist.loc  # actor(obs), reused
-                    x, c = batch["obs"][idx], batch["critic"][idx]
                     loss = loss + self.ernie.penalty(
                         "actor", self.net.actor, x, scale=self.robust_scale(x, "own"),
                         clean=out) + self.ernie.penalty(
                         "critic", self.net.critic, c, scale=self._critic_scale(c),
                         clean=value[:, None])
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm, foreach=True)
-                self.opt.step()
-                with torch.no_grad():  # averaged once after the epochs, not read per step
-                    log["approx_kl"].append(((ratio - 1) - log_ratio).mean())
-                log["policy_loss"].append(policy_loss.detach())
-                log["value_loss"].append(value_loss.detach())
-                log["entropy"].append(entropy.detach())
+                self.opt.step(loss)
+                with torch.no_grad():
+                    losses.append(torch.stack([policy_loss, value_loss, entropy]))
+                log_ratios.append(log_ratio.detach())
         self.updates += 1
-        return {**{k: torch.stack(v).mean().item() for k, v in log.items()},
-                **self.ernie.metrics()}
+        with torch.no_grad():
+            mean = torch.stack(losses).double().mean(0)
+            metrics = torch.stack([*mean, approx_kl(torch.stack(log_ratios)).double()]).tolist()
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl")
+        return {**dict(zip(names, metrics)), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MAPPO:

@@ -52,8 +52,9 @@ def _no_failure(job: Job, error: str) -> None:
 
 def run_local(jobs: Sequence[Job], workers: int | None, on_result: OnResult,
               on_failure: OnFailure = _no_failure, fail_fast: bool = True) -> None:
-    """A process pool with the 'spawn' context and a fresh interpreter per job, so libsumo (one
-    simulation per process) and torch's thread pools never leak between jobs.
+    """A process pool with the 'spawn' context. Workers are reused across jobs (each job sets
+    its own torch threads), except when a job runs SUMO: then every job gets a fresh
+    interpreter, so libsumo's one simulation per process never leaks into the next job.
 
     `workers=1` runs the jobs one after another in this process instead: no interpreter
     start-up and imports to pay (seconds per worker), and a debugger works.
@@ -72,8 +73,9 @@ def run_local(jobs: Sequence[Job], workers: int | None, on_result: OnResult,
             on_result(result)
         return
     workers = max(1, min(workers or default_workers(), len(jobs)))
+    fresh = any(job.env.startswith("traffic/") for job in jobs)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=init_worker, max_tasks_per_child=1)
+                               initializer=init_worker, max_tasks_per_child=1 if fresh else None)
     futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
     error: BaseException | None = None
     try:

@@ -100,6 +100,12 @@ class SuiteConfig:
     """Also evaluate a uniformly random policy on every env × cell × seed (rows labelled
     "random"): the reference of sign-aware normalized scores in `bench report`. Turning it on
     for a finished suite runs only the random cells."""
+    controllers: list[str] = field(default_factory=list)
+    """Traffic envs: also evaluate these hand-designed signal controllers ("fixed-time",
+    "max-pressure"; robustrl.envs.traffic_baselines) on every traffic env × cell × seed, rows
+    labelled by name. They read the simulation, not the observation, so observation
+    perturbations leave them as they are clean; they are deterministic, so every seed gives
+    the same rows. Turning them on for a finished suite runs only their cells."""
     out: str | None = None
     """Folder for run directories and the default database, relative to the working
     directory (default runs/bench/<name>)."""
@@ -139,6 +145,9 @@ class Job:
     """`TrainEntry.score_agents` (empty: every agent)."""
     surrogates: dict[str, Any] = field(default_factory=dict)
     """obs-transfer: surrogate label -> that run's Job (robustrl.bench.transfer)."""
+    reference: str = ""
+    """A reference policy evaluated instead of a trained run: "random" or a traffic
+    controller's name (`random_baseline`, `controllers`); empty for a learner."""
 
 
 @dataclass
@@ -222,7 +231,8 @@ def suite_hash(suite: SuiteConfig) -> str:
     """Hash of everything that determines a suite's results (`out` is only a location)."""
     data = to_dict(suite)
     data.pop("out", None)
-    data.pop("random_baseline", None)  # adds cells of their own, changes no other row
+    for key in ("random_baseline", "controllers"):  # add cells of their own, change no row
+        data.pop(key, None)
     for entry in data["train"]:  # unset: the hash suites had before the key existed
         if not entry["score_agents"]:
             del entry["score_agents"]
@@ -289,11 +299,13 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
             raise RobustRLError(f"suite {suite.name}: perturbation '{entry.spec}' applies to no "
                                 f"env (envs = {list(entry.envs)} matches none of "
                                 f"{sorted(set(all_envs))}); fix the glob or drop the entry")
-    if any(j.label == RANDOM for j in jobs):
-        raise RobustRLError(f"suite {suite.name}: the label '{RANDOM}' is reserved for the "
-                            "random baseline; rename that [[train]] entry")
-    if suite.random_baseline:
-        jobs += random_jobs(jobs)
+    references = [RANDOM] * suite.random_baseline + _controllers(suite, jobs)
+    for label in {RANDOM, *references}:
+        if any(j.label == label for j in jobs):
+            raise RobustRLError(f"suite {suite.name}: the label '{label}' is reserved for the "
+                                "reference policy of that name; rename that [[train]] entry")
+    jobs += [job for label in references
+             for job in reference_jobs(jobs if label == RANDOM else _traffic(jobs), label)]
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -352,23 +364,45 @@ def _job(suite: SuiteConfig, out: Path, agent: str, label: str, env_id: str, see
                lipschitz_obs=suite.lipschitz_obs, score_agents=list(score_agents))
 
 
-def random_jobs(jobs: list[Job]) -> list[Job]:
-    """One job per env (settings, scored agents) × seed evaluating a uniformly random policy on
-    the same cells as the learners; the worker acts randomly instead of training, and its
-    rows are stored like a learner's under the label "random"."""
+def reference_jobs(jobs: list[Job], reference: str = RANDOM) -> list[Job]:
+    """One job per env (settings, scored agents) × seed evaluating a reference policy (a
+    uniformly random one, or a traffic controller) on the same cells as the learners; the
+    worker plays it instead of training, and its rows are stored like a learner's under the
+    reference's name."""
     import dataclasses
 
     out: dict[str, Job] = {}
     for job in jobs:
-        run_id = digest([RANDOM, job.env, job.run.env, job.score_agents, job.seed])
+        run_id = digest([reference, job.env, job.run.env, job.score_agents, job.seed])
         if run_id in out:
             continue
         evaluation = [run_id, job.episodes, job.eval_seed, job.score_agents]
         cells = [dataclasses.replace(c, id=digest([*evaluation, c.spec])) for c in job.cells]
-        name = f"{RANDOM}_{job.env.replace('/', '-')}_seed{job.seed}_{run_id[:8]}"
-        out[run_id] = dataclasses.replace(job, run_id=run_id, label=RANDOM, cells=cells,
-                                          run_dir=str(Path(job.run_dir).parent / name))
+        name = f"{reference}_{job.env.replace('/', '-')}_seed{job.seed}_{run_id[:8]}"
+        out[run_id] = dataclasses.replace(job, run_id=run_id, label=reference, cells=cells,
+                                          run_dir=str(Path(job.run_dir).parent / name),
+                                          reference=reference, surrogates={})
     return list(out.values())
+
+
+def _traffic(jobs: list[Job]) -> list[Job]:
+    return [j for j in jobs if j.env.startswith("traffic/")]
+
+
+def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[str]:
+    """`suite.controllers`, checked: known names, and a traffic env to run them on."""
+    if not suite.controllers:
+        return []
+    from robustrl.envs.traffic_baselines import CONTROLLERS
+
+    unknown = sorted(set(suite.controllers) - set(CONTROLLERS))
+    if unknown or len(set(suite.controllers)) != len(suite.controllers):
+        raise RobustRLError(f"suite {suite.name}: controllers = {suite.controllers} — list each "
+                            f"of {sorted(CONTROLLERS)} at most once")
+    if not _traffic(jobs):
+        raise RobustRLError(f"suite {suite.name}: controllers are traffic-signal controllers and "
+                            "the suite has no traffic/* env; remove `controllers`")
+    return list(suite.controllers)
 
 
 def check_score_agents(score_agents: list[str], agents: list[str], env_id: str) -> None:

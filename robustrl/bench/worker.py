@@ -181,6 +181,39 @@ class RandomPolicy:
         return self.space.sample()
 
 
+class ControllerPolicy(RandomPolicy):
+    """A traffic controller pseudo-agent (`controllers`): acts from the simulation of the env
+    it is attached to; the untrained learner only supplies the env plumbing."""
+
+    def __init__(self, job: Job):
+        super().__init__(job)
+        self.name, self.controller = job.reference, None
+
+    def attach(self, env: Any) -> Any:
+        """Control `env` (an evaluation env, not a factory: traffic is never batched)."""
+        from robustrl.envs.traffic_baselines import make_controller
+
+        self.controller = make_controller(self.name, env)
+        return _ResetHook(env, self.controller.reset)
+
+    def act(self, obs: Any, deterministic: bool = True) -> Any:
+        return self.controller.act(obs)
+
+
+class _ResetHook:
+    """`env`, calling `hook()` before every reset (a controller's per-episode state)."""
+
+    def __init__(self, env: Any, hook: Any):
+        self.env, self.hook = env, hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, **kwargs: Any):
+        self.hook()
+        return self.env.reset(**kwargs)
+
+
 def run_job(job: Job) -> dict[str, Any]:
     """Train/reuse the run, evaluate every cell, estimate the policy's Lipschitz constant."""
     with _one_thread():
@@ -195,7 +228,8 @@ def _run_job(job: Job) -> dict[str, Any]:
 
     start = time.perf_counter()
     with run_lock(job.run_dir):  # another job may be training it as its surrogate
-        agent = RandomPolicy(job) if job.label == RANDOM else trained_agent(job)
+        agent = (trained_agent(job) if not job.reference else RandomPolicy(job)
+                 if job.reference == RANDOM else ControllerPolicy(job))
     train_seconds = time.perf_counter() - start
     cells, observations = [], None
     for cell in job.cells:
@@ -208,6 +242,8 @@ def _run_job(job: Job) -> dict[str, Any]:
         else:
             env = eval_env(agent, [cell.spec], seed=job.eval_seed, adversary=adversary,
                            surrogate=surrogate_agent(job, cell.spec, trained_agent))
+        if isinstance(agent, ControllerPolicy):
+            env = agent.attach(env)
         result = evaluate(agent, job.episodes, seed=job.eval_seed, env=env)
         returns = _score(result, job)
         if cell.spec == CLEAN:
@@ -217,11 +253,11 @@ def _run_job(job: Job) -> dict[str, Any]:
                       "returns": returns,
                       "lengths": [int(x) for x in result["lengths"]],
                       "seconds": time.perf_counter() - t0})
-    if observations is None and job.label != RANDOM:  # clean cell stored earlier: one episode
+    if observations is None and not job.reference:  # clean cell stored earlier: one episode
         recorder = _ObsRecorder(eval_env(agent))
         evaluate(agent, 1, seed=job.eval_seed, env=recorder)
         observations = recorder.observations
-    lipschitz = None if job.label == RANDOM else _lipschitz(agent, observations, job)
+    lipschitz = None if job.reference else _lipschitz(agent, observations, job)
     return {"run": job.run_id, "agent": job.label, "env": job.env, "seed": job.seed,
             "run_dir": job.run_dir, "steps": int(agent.num_steps), "lipschitz": lipschitz,
             "lipschitz_eps": job.lipschitz_eps, "train_seconds": train_seconds,

@@ -4,7 +4,6 @@ comes due, and an epoch's shuffled minibatches."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -34,10 +33,18 @@ def updates_per_step(cfg: Any) -> float:
     return ratio if ratio is not None else getattr(cfg, "gradient_steps", 1) / cfg.train_freq
 
 
-def minibatches(size: int, n_minibatches: int) -> Iterator[torch.Tensor]:
-    """One epoch's sample indices: a fresh permutation of `size` cut into `n_minibatches`
-    equal slices (the remainder is left out)."""
+def minibatches(batch: dict[str, torch.Tensor],
+                n_minibatches: int) -> dict[str, torch.Tensor]:
+    """One epoch's shuffled minibatches of `batch` (tensors sharing their first axis): a fresh
+    permutation cut into `n_minibatches` equal slices (the remainder is left out), each tensor
+    returned as (n_minibatches, size // n_minibatches, ...); minibatch i is `v[i]`.
+
+    Each tensor is permuted once per epoch: indexing every tensor per minibatch cost more than
+    a small network's forward pass, and per-minibatch statistics (PPO's advantage
+    normalization) become one batched op over the minibatch axis.
+    """
+    size = len(next(iter(batch.values())))
     mb = size // n_minibatches
-    perm = torch.randperm(size)
-    for start in range(0, size - mb + 1, mb):
-        yield perm[start:start + mb]
+    perm = torch.randperm(size)[:mb * n_minibatches]
+    return {k: v.index_select(0, perm).view(n_minibatches, mb, *v.shape[1:])
+            for k, v in batch.items()}

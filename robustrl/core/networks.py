@@ -46,6 +46,32 @@ class NumpyMLP:
             else:
                 raise TypeError(f"NumpyMLP supports Linear, Tanh and ReLU layers, not {m}")
 
+    @classmethod
+    def joint(cls, first: nn.Sequential, second: nn.Sequential) -> NumpyMLP:
+        """One snapshot of two `mlp`s of the same depth and activations on the same input,
+        outputs side by side ([first | second]): the first layers' weights side by side, the
+        others block-diagonal, so acting costs one network's numpy calls instead of two."""
+        a, b = cls(first), cls(second)
+        if len(a.layers) != len(b.layers) or any(
+                isinstance(la, tuple) != isinstance(lb, tuple)
+                or (not isinstance(la, tuple) and la is not lb)
+                for la, lb in zip(a.layers, b.layers)):
+            raise TypeError("NumpyMLP.joint needs two mlps of the same depth and activations")
+        out = cls.__new__(cls)
+        out.layers = []
+        for i, (la, lb) in enumerate(zip(a.layers, b.layers)):
+            if not isinstance(la, tuple):
+                out.layers.append(la)
+                continue
+            (wa, ba), (wb, bb) = la, lb
+            if i == 0:
+                w = np.concatenate([wa, wb], 1)
+            else:
+                w = np.zeros((wa.shape[0] + wb.shape[0], wa.shape[1] + wb.shape[1]), wa.dtype)
+                w[:wa.shape[0], :wa.shape[1]], w[wa.shape[0]:, wa.shape[1]:] = wa, wb
+            out.layers.append((w, np.concatenate([ba, bb])))
+        return out
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for layer in self.layers:
             x = x @ layer[0] + layer[1] if isinstance(layer, tuple) else layer(x)

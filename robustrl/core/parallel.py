@@ -82,6 +82,7 @@ class ParallelEnvs:
                  obs_dim: int):
         self.envs = envs
         self.agents = agents
+        self.agent_set = set(agents)
         self.seed = seed
         self.want_state = want_state
         self.obs_dim = obs_dim
@@ -119,7 +120,7 @@ class ParallelEnvs:
         for i, env in enumerate(self.envs):
             step_actions = {a: actions[i, j] for j, a in enumerate(self.agents)}
             obs, rew, term, trunc, info = env.step(step_actions)
-            if set(obs) != set(self.agents) and env.agents:
+            if obs.keys() != self.agent_set and env.agents:
                 raise RobustRLError("multi-agent learners need every agent to act at every step "
                                     f"until the episode ends; got observations for {sorted(obs)}")
             rewards[i] = [rew.get(a, 0.0) for a in self.agents]
@@ -128,14 +129,17 @@ class ParallelEnvs:
             o = self._obs(obs)
             s = self._state(env, o) if self.want_state else None
             infos.append(info)
-            if not env.agents or (terminated[i] | truncated[i]).all():
+            # the arrays first: `env.agents` walks the wrapper chain's __getattr__
+            if (terminated[i] | truncated[i]).all() or not env.agents:
                 final_obs[i], final_state[i] = o, s
                 o, s = self._reset_one(i)
             obs_l.append(o)
             state_l.append(s)
+        done = (terminated | truncated).all(1)
+        done[list(final_obs)] = True
         return {"obs": np.stack(obs_l), "state": np.stack(state_l) if self.want_state else None,
                 "rewards": rewards, "terminated": terminated, "truncated": truncated,
-                "done": (terminated | truncated).all(1) | np.isin(np.arange(n), list(final_obs)),
+                "done": done,
                 "final_obs": final_obs, "final_state": final_state, "infos": infos}
 
     def close(self) -> None:

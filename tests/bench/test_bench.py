@@ -393,3 +393,53 @@ strengths = [1]
     first, again = _rows(out / "results.sqlite"), _rows(tmp_path / "again.sqlite")
     assert [r for r in first if spec in r] == [r for r in again if spec in r]
     assert len([r for r in again if spec in r]) == 2
+
+
+def test_traffic_controllers_are_evaluated_next_to_the_learners(tmp_path):
+    """`controllers`: fixed-time and max-pressure play every cell of the traffic env; their
+    rows equal evaluating the controller directly, observation noise leaves them unchanged,
+    and turning them on changes no learner's cell (the suite hash is kept)."""
+    from robustrl.envs.traffic_baselines import evaluate_controller
+
+    text = """
+name = "controllers"
+episodes = 1
+controllers = ["fixed-time", "max-pressure"]
+[[train]]
+agents = ["idqn"]
+envs = ["traffic/2x2grid"]
+steps = 40
+set = { learning_starts = 20, "env.num_seconds" = 100, "run.tensorboard" = false }
+[[perturbations]]
+spec = "obs-gaussian"
+strengths = [0.5]
+"""
+    suite = _write_suite(tmp_path / "controllers.toml", text)
+    plan = plan_suite(load_suite(suite), tmp_path / "out")
+    assert [(j.label, j.reference) for j in plan.jobs] == [
+        ("idqn", ""), ("fixed-time", "fixed-time"), ("max-pressure", "max-pressure")]
+    off = load_suite(suite)
+    off.controllers = []
+    assert plan_suite(off, tmp_path / "out").suite_hash == plan.suite_hash
+    run_suite(suite, workers=1, out=tmp_path / "out")
+    returns: dict[tuple[str, str], float] = {}
+    for row in _rows(tmp_path / "out" / "results.sqlite"):
+        returns[row[2], row[6]] = row[10]
+    for name in ("fixed-time", "max-pressure"):
+        direct = evaluate_controller("traffic/2x2grid", name, seed=10_000, num_seconds=100)
+        assert returns[name, "none"] == pytest.approx(direct["mean_return"])
+        assert returns[name, "obs-gaussian:0.5"] == returns[name, "none"]
+    assert returns["fixed-time", "none"] != returns["max-pressure", "none"]
+
+
+@pytest.mark.parametrize("line, error", [
+    ('controllers = ["max-presure"]', "list each of"),
+    ('controllers = ["fixed-time"]\n[[train]]\nagents = ["ppo"]\nenvs = ["gym/CartPole-v1"]\n'
+     'steps = 64', "no traffic/\\* env"),
+])
+def test_bad_controllers_are_one_line_errors(tmp_path, line, error):
+    head, _, train = line.partition("\n")
+    train = train or ('[[train]]\nagents = ["idqn"]\nenvs = ["traffic/2x2grid"]\nsteps = 40')
+    suite = _write_suite(tmp_path / "bad.toml", f'name = "bad"\n{head}\n{train}\n')
+    with pytest.raises(RobustRLError, match=error):
+        plan_suite(load_suite(suite), tmp_path / "out", check_envs=False)

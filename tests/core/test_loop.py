@@ -14,11 +14,14 @@ def test_crossed_sees_a_multiple_jumped_over():
 
 def test_minibatches_cover_one_permutation_in_equal_slices():
     torch.manual_seed(0)
-    parts = list(minibatches(10, 3))
-    assert [len(p) for p in parts] == [3, 3, 3]
-    assert len(set(torch.cat(parts).tolist())) == 9  # one index left out, none repeated
+    batch = {"i": torch.arange(10), "x": torch.arange(10.0)[:, None] * 2}
+    parts = minibatches(batch, 3)
+    assert parts["i"].shape == (3, 3) and parts["x"].shape == (3, 3, 1)
+    index = parts["i"].reshape(-1)
+    assert len(set(index.tolist())) == 9  # one sample left out, none repeated
+    assert torch.equal(parts["x"][..., 0], parts["i"] * 2.0)  # rows stay together
     torch.manual_seed(0)
-    assert torch.equal(torch.cat(parts), torch.randperm(10)[:9])  # same draw as a plain epoch
+    assert torch.equal(index, torch.randperm(10)[:9])  # same draw as a plain epoch
 
 
 def test_step_rate_counts_from_the_start_step():

@@ -136,9 +136,9 @@ def render(rows: list[dict[str, str]]) -> str:
             f"{s[NODES[1]] / s[NODES[2]]:.2f}× |")
     lines += [
         "",
-        "Why the backends differ on short jobs: the local pool starts a fresh interpreter "
+        "What differs between the backends: the local pool starts a fresh interpreter "
         "(torch, gymnasium imports) per job (`max_tasks_per_child=1`, for libsumo) while Ray "
-        "reuses its worker processes. On a shared machine a second simulated node adds "
+        "reuses its worker processes. On one machine a second simulated node adds "
         "processes, not cores: the 2-node ratio means something only with free cores (see the "
         "load column).",
         "",

@@ -136,9 +136,9 @@ def render(rows: list[dict[str, str]]) -> str:
             f"{s[NODES[1]] / s[NODES[2]]:.2f}× |")
     lines += [
         "",
-        "What differs between the backends: the local pool starts a fresh interpreter "
-        "(torch, gymnasium imports) per job (`max_tasks_per_child=1`, for libsumo) while Ray "
-        "reuses its worker processes. On one machine a second simulated node adds "
+        "Both backends reuse their worker processes across these jobs (the local pool starts "
+        "a fresh interpreter per job only when the suite runs SUMO: libsumo holds one "
+        "simulation per process). On one machine a second simulated node adds "
         "processes, not cores: the 2-node ratio means something only with free cores (see the "
         "load column).",
         "",

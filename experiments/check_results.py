@@ -34,6 +34,12 @@ What it checks (each from the raw rows committed next to the table):
   SB3 PPO on HalfCheetah-v5, one row per eval episode: each side's final-return IQM, CI, mean,
   per-seed finals, train seconds, P(robustrl > SB3), every learning-curve cell and the load
   range; then the whole file against the script's `render` of the CSV).
+- `experiments/perf/results/speed.md`'s traffic-adapter, particle-world / maze / hybrid
+  adapter and bench-workers rows from `env_speed_traffic.csv`, `env_speed_mpe_maze.csv` and
+  `bench_workers_speedup.csv` (one row per timed run; the run the cell names: every steps/s,
+  overhead, wall time, ratio and load range, then the cell against the script's `cell`; a
+  row without raw rows must hold no number), and `ray_overhead.md` from `ray_overhead.csv`
+  (every table cell, then the whole file against the script's `render`).
 Tables not listed here have no committed raw data; their files say so.
 """
 
@@ -520,6 +526,8 @@ def _script(path: Path):
     """Import an experiment script (its table function and settings) by path."""
     import importlib.util
 
+    if str(path.parent) not in sys.path:  # the perf scripts import their sibling timings.py
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module  # dataclasses look their module up there
@@ -897,11 +905,168 @@ def check_learning_parity(c: Checker) -> None:
     c.same("learning_parity.md = render(learning_parity.csv)", text, render(rows))
 
 
+PERF = ROOT / "perf" / "results"
+RUN = re.compile(r"; run (\S+), load (\S+–\S+); raw rows `(\S+)\.csv`\)$")
+
+
+def _speed_run(c: Checker, script: str) -> tuple[str, list[dict[str, str]]]:
+    """`script`'s result cell in perf/results/speed.md and the CSV rows of the run it names
+    ([] when it names none: then the cell must hold no number, as no raw rows back one)."""
+    cells = [r[-1] for r in _table((PERF / "speed.md").read_text(), "| what | command |")
+             if r[1].startswith(f"`python experiments/perf/{script}.py")]
+    c.same(f"speed.md {script} rows", len(cells), 1)
+    cell, path = cells[0], PERF / f"{script}.csv"
+    m = RUN.search(cell)
+    if not m:
+        c.same(f"speed.md {script}: no number without raw rows", bool(re.search(r"\d", cell)),
+               False)
+        return cell, []
+    rows = [r for r in _rows(path) if r["run"] == m.group(1)] if path.exists() else []
+    c.same(f"speed.md {script} run {m.group(1)} has rows", bool(rows), True)
+    if rows:
+        c.same(f"speed.md {script} raw rows", m.group(3), script)
+        loads = [float(r["load_1min"]) for r in rows]
+        c.same(f"speed.md {script} load", m.group(2), f"{min(loads):.2f}–{max(loads):.2f}")
+        cell_of = _script(ROOT / "perf" / f"{script}.py").cell
+        c.same(f"speed.md {script} = cell({script}.csv)", cell, cell_of(rows))
+    return cell, rows
+
+
+def check_env_speed_traffic(c: Checker) -> None:
+    """speed.md's traffic-adapter row from env_speed_traffic.csv (one row per timed run, CPU
+    seconds): per env, ours and raw steps/s (median over the pairs) and the overhead (median
+    over the pairs of ours / raw CPU time - 1), also with per-agent info; pairs and steps."""
+    cell, rows = _speed_run(c, "env_speed_traffic")
+    if not rows:
+        return
+    pairs: dict[tuple[str, str], dict[str, dict[str, dict[str, str]]]] = defaultdict(
+        lambda: defaultdict(dict))
+    for r in rows:
+        pairs[(r["what"].removeprefix("traffic/"), r["variant"])][r["round"]][r["side"]] = r
+    done = {k: [p for p in v.values() if len(p) == 2] for k, v in pairs.items()}
+
+    def overhead(key: tuple[str, str]) -> str:
+        ratios = [float(p["ours"]["seconds"]) / float(p["raw"]["seconds"]) for p in done[key]]
+        return f"{100 * (float(np.median(ratios)) - 1):+.1f}"
+
+    found = re.findall(r"([\w-]+): ours (\d+) vs raw (\d+) steps/s, overhead ([+-]\d+\.\d)% "
+                       r"\(([+-]\d+\.\d)% with per-agent info too\)", cell)
+    c.same("speed.md traffic envs", " ".join(f[0] for f in found),
+           " ".join(dict.fromkeys(k[0] for k in done)))
+    for env, ours, raw, plain, info in found:
+        key = (env, "factors")
+        for side, published in (("ours", ours), ("raw", raw)):
+            rates = [int(p[side]["steps"]) / float(p[side]["seconds"]) for p in done[key]]
+            c.same(f"speed.md traffic {env} {side} steps/s", published,
+                   f"{np.median(rates):.0f}")
+        c.same(f"speed.md traffic {env} overhead", plain, overhead(key))
+        c.same(f"speed.md traffic {env} overhead with per-agent info", info,
+               overhead((env, "factors + per-agent info")))
+    c.same("speed.md traffic pairs", re.search(r"median of (.+?) interleaved", cell).group(1),
+           " or ".join(map(str, sorted({len(v) for v in done.values()}))))
+    c.same("speed.md traffic steps", re.search(r"ratios, (.+?) steps per run", cell).group(1),
+           " or ".join(map(str, sorted({int(p["raw"]["steps"]) for v in done.values()
+                                        for p in v}))))
+
+
+def check_env_speed_mpe_maze(c: Checker) -> None:
+    """speed.md's particle-world / maze / hybrid row from env_speed_mpe_maze.csv (one row per
+    side and round, with its median step time): per env the overhead (median over the rounds
+    of ours / raw median step time - 1) and each side's steps/s (1e9 / the median of its
+    rounds' median step ns); rounds and steps per round."""
+    cell, rows = _speed_run(c, "env_speed_mpe_maze")
+    if not rows:
+        return
+    rounds: dict[str, dict[str, dict[str, dict[str, str]]]] = defaultdict(
+        lambda: defaultdict(dict))
+    for r in rows:
+        rounds[r["what"]][r["round"]][r["side"]] = r
+    done = {env: [x for x in v.values() if len(x) == 2] for env, v in rounds.items()}
+    found = re.findall(r"(\S+(?: flatten=True)?) ([+-]\d+\.\d)% \(ours (\d+) vs raw (\d+) "
+                       r"steps/s\)", cell)
+    c.same("speed.md adapters envs", " ".join(f[0] for f in found), " ".join(done))
+    for env, published, ours, raw in found:
+        ns = {side: [float(x[side]["median_step_ns"]) for x in done[env]]
+              for side in ("ours", "raw")}
+        ratios = [o / r for o, r in zip(ns["ours"], ns["raw"])]
+        c.same(f"speed.md adapters {env} overhead", published,
+               f"{100 * (float(np.median(ratios)) - 1):+.1f}")
+        c.same(f"speed.md adapters {env} ours steps/s", ours, f"{1e9 / np.median(ns['ours']):.0f}")
+        c.same(f"speed.md adapters {env} raw steps/s", raw, f"{1e9 / np.median(ns['raw']):.0f}")
+    c.same("speed.md adapters rounds", re.search(r"median over (.+?) rounds", cell).group(1),
+           " or ".join(map(str, sorted({len(v) for v in done.values()}))))
+    c.same("speed.md adapters steps", re.search(r"times, (.+?) lockstep", cell).group(1),
+           " or ".join(map(str, sorted({int(r["steps"]) for r in rows}))))
+
+
+def check_bench_workers_speedup(c: Checker) -> None:
+    """speed.md's bench-workers row from bench_workers_speedup.csv (one row per suite run):
+    the ratio of the 1-worker to the N-worker median wall time, both medians, rounds, cores."""
+    cell, rows = _speed_run(c, "bench_workers_speedup")
+    if not rows:
+        return
+    seconds: dict[int, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        seconds[int(r["workers"])][r["round"]] = float(r["seconds"])
+    many = max(seconds)
+    both = set(seconds[1]) & set(seconds[many])
+    one_s = float(np.median([seconds[1][r] for r in both]))
+    many_s = float(np.median([seconds[many][r] for r in both]))
+    m = re.match(r"\*\*(\S+)×\*\* \((\S+) vs (\S+) s, median of (\d+) interleaved rounds, "
+                 r"(\d+) cores;", cell)
+    for what, published, recomputed in (
+            ("speedup", m.group(1), f"{one_s / many_s:.2f}"),
+            (f"{many} workers s", m.group(2), f"{many_s:.1f}"),
+            ("1 worker s", m.group(3), f"{one_s:.1f}"), ("rounds", m.group(4), str(len(both))),
+            ("cores", m.group(5), " ".join(sorted({r["cores"] for r in rows})))):
+        c.same(f"speed.md bench workers {what}", published, recomputed)
+
+
+def check_ray_overhead(c: Checker) -> None:
+    """perf/results/ray_overhead.md from ray_overhead.csv (one row per timed suite run): per
+    complete run the wall seconds of each backend, Ray's start-up, the load range, Ray vs the
+    local pool and 2 nodes vs 1; then the whole file against the script's `render` (which,
+    without rows, publishes no number)."""
+    path = PERF / "ray_overhead.csv"
+    rows = _rows(path) if path.exists() else []
+    text = (PERF / "ray_overhead.md").read_text()
+    script = _script(ROOT / "perf" / "ray_overhead.py")
+    runs: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+    for r in rows:
+        runs[r["run"]][r["side"]] = r
+    complete = {k: v for k, v in runs.items() if len(v) == 4}
+    tables = _tables(text, "| run | jobs × steps |")
+    table = tables[0] if tables else []
+    c.same("ray_overhead.md rows", len(table), len(complete))
+    for cells in table:
+        run, jobs, load, *published = cells
+        sides = complete.get(run, {})
+        c.same(f"ray_overhead.md run {run} complete in ray_overhead.csv", len(sides), 4)
+        if len(sides) != 4:
+            continue
+        local, ray, one, two = (float(sides[k]["seconds"]) for k in (
+            "local pool, 2 workers", "ray, 2 CPUs (one node)", "ray cluster, 1 node(s) x 1 CPU",
+            "ray cluster, 2 node(s) x 1 CPU"))
+        loads = [float(r["load_1min"]) for r in sides.values()]
+        first = sides["local pool, 2 workers"]
+        recomputed = [f"{local:.1f}", f"{ray:.1f}", f"{one:.1f}", f"{two:.1f}",
+                      f"{float(sides['ray, 2 CPUs (one node)']['startup_s']):.1f}",
+                      f"{100 * (ray / local - 1):+.1f}%", f"{one / two:.2f}×"]
+        c.same(f"ray_overhead.md {run} jobs × steps", jobs,
+               f"{first['jobs']} × {first['job_steps']}")
+        c.same(f"ray_overhead.md {run} load", load, f"{min(loads):.2f}–{max(loads):.2f}")
+        for i, (a, b) in enumerate(zip(published, recomputed)):
+            c.same(f"ray_overhead.md {run} column {i + 4}", a, b)
+    c.same("ray_overhead.md = render(ray_overhead.csv)", text, script.render(rows))
+
+
 TABLE_CHECKS = [
     check_ernie_summary, check_heron_summary, check_heron_traffic,
     check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
     check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
     check_hybrid_sac, check_quickstart, check_ernie_overhead, check_learning_parity,
+    check_env_speed_traffic, check_env_speed_mpe_maze, check_bench_workers_speedup,
+    check_ray_overhead,
 ]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 

@@ -12,10 +12,13 @@ decision of every light (5 s simulated).
 
     python experiments/perf/env_speed_traffic.py            # single-intersection and 2x2grid
     python experiments/perf/env_speed_traffic.py --seconds 7200 --repeats 12
+    python experiments/perf/env_speed_traffic.py --from-csv  # only rebuild the speed.md cell
 
-Measured on the project's 2-core machine (shared, so +-5% run to run), 720 steps per run:
-single-intersection raw 611 / ours 610 steps/s (+0.0%; +5.3% with per-agent info too),
-2x2grid raw 183 / ours 186 steps/s (-3.4%; -2.9% with per-agent info too).
+Every timed run (one side of one pair: env, variant, side, pair index, steps, CPU seconds)
+is appended to results/env_speed_traffic.csv as it finishes, with the date and load average
+(timings.py); the result cell of this script's row in results/speed.md is then rebuilt from
+the CSV alone (`cell`, the latest run unless `--run`), which experiments/check_results.py
+recomputes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-import numpy as np
+import torch
+from timings import load_range, median, now_utc, of_run, read, record, set_speed_cell
 
 from robustrl.envs import make, spec
 from robustrl.envs.traffic import load_sumo_rl, resolve_file
@@ -90,24 +94,64 @@ def run_ours(env_id: str, seconds: int, seed: int, **kwargs: bool) -> tuple[int,
         env.close()
 
 
-def measure(env_id: str, seconds: int, repeats: int, seed: int,
-            same_info: bool = False) -> dict[str, float]:
-    """Median over `repeats` back-to-back (raw, ours) pairs, order alternating (ABBA) so drift
-    in the machine's load cancels; `same_info` also computes sumo-rl's per-agent info in ours."""
+VARIANTS = {False: "factors", True: "factors + per-agent info"}
+NAME = "env_speed_traffic"
+
+
+def measure(env_id: str, seconds: int, repeats: int, seed: int, same_info: bool,
+            run: str) -> None:
+    """`repeats` back-to-back (raw, ours) pairs, order alternating (ABBA) so drift in the
+    machine's load cancels, each run a row; `same_info` also computes sumo-rl's per-agent info
+    in ours."""
     ours = partial(run_ours, add_per_agent_info=same_info)
-    raw_rates, our_rates, ratios = [], [], []
     for r in range(repeats):
         order: list[tuple[str, Callable[..., tuple[int, float]]]] = [("raw", run_raw),
                                                                       ("ours", ours)]
-        times = {}
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            steps, times[name] = fn(env_id, seconds, seed)
-        raw_rates.append(steps / times["raw"])
-        our_rates.append(steps / times["ours"])
-        ratios.append(times["ours"] / times["raw"])
-    return {"steps": steps, "raw_steps_per_s": float(np.median(raw_rates)),
-            "ours_steps_per_s": float(np.median(our_rates)),
-            "overhead_pct": 100.0 * (float(np.median(ratios)) - 1.0)}
+        for side, fn in order if r % 2 == 0 else order[::-1]:
+            steps, cpu_s = fn(env_id, seconds, seed)
+            rate = record(NAME, env_id, side, r, steps, cpu_s, variant=VARIANTS[same_info],
+                          run=run)
+            print(f"{env_id} {VARIANTS[same_info]} pair {r} {side}: {rate:.1f} steps/s",
+                  flush=True)
+
+
+def summary(rows: list[dict[str, str]]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (env, variant): pairs, steps per run, median raw and ours steps/s, and the overhead
+    in % = 100 * (median over the pairs of ours / raw CPU time - 1)."""
+    pairs: dict[tuple[str, str], dict[int, dict[str, dict[str, str]]]] = {}
+    for r in rows:
+        pairs.setdefault((r["what"], r["variant"]), {}).setdefault(int(r["round"]), {})[
+            r["side"]] = r
+    out = {}
+    for key, by_round in pairs.items():
+        done = [p for p in by_round.values() if len(p) == 2]  # an interrupted pair: skipped
+        if not done:
+            continue
+        rate = {side: median([int(p[side]["steps"]) / float(p[side]["seconds"]) for p in done])
+                for side in ("raw", "ours")}
+        ratio = median([float(p["ours"]["seconds"]) / float(p["raw"]["seconds"]) for p in done])
+        out[key] = {"pairs": len(done), "steps": int(done[0]["raw"]["steps"]),
+                    "raw": rate["raw"], "ours": rate["ours"], "overhead": 100 * (ratio - 1)}
+    return out
+
+
+def cell(rows: list[dict[str, str]]) -> str:
+    """The result cell of speed.md's traffic row, a pure function of one run's rows."""
+    if not rows:
+        return "not rerun since the earlier figures, which had no raw timings, were removed"
+    s = summary(rows)
+    envs = [e for e in dict.fromkeys(r["what"] for r in rows)  # both variants timed
+            if all((e, v) in s for v in VARIANTS.values())]
+    parts = [f"{env.removeprefix('traffic/')}: ours {s[(env, VARIANTS[False])]['ours']:.0f} vs "
+             f"raw {s[(env, VARIANTS[False])]['raw']:.0f} steps/s, overhead "
+             f"{s[(env, VARIANTS[False])]['overhead']:+.1f}% "
+             f"({s[(env, VARIANTS[True])]['overhead']:+.1f}% with per-agent info too)"
+             for env in envs]
+    pairs = " or ".join(map(str, sorted({v["pairs"] for v in s.values()})))
+    steps = " or ".join(map(str, sorted({v["steps"] for v in s.values()})))
+    return ("; ".join(parts) + f" (vs raw sumo-rl `SumoEnvironment`; median of {pairs} "
+            f"interleaved pairs' CPU-time ratios, {steps} steps per run; run {rows[0]['run']}, "
+            f"load {load_range(rows)}; raw rows `{NAME}.csv`)")
 
 
 def main() -> None:
@@ -117,15 +161,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds per run")
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--from-csv", action="store_true",
+                        help="only rebuild the speed.md cell from the CSV (no timing)")
+    parser.add_argument("--run", help="with --from-csv: the run to tabulate (default: latest)")
     args = parser.parse_args()
-    print(f"{'id':32s} {'ours computes':24s} {'steps':>6s} {'raw/s':>8s} {'ours/s':>8s} "
-          f"{'overhead':>9s}")
-    for env_id in args.ids:
-        for same_info, label in ((False, "factors (default)"),
-                                 (True, "factors + per-agent info")):
-            r = measure(env_id, args.seconds, args.repeats, args.seed, same_info)
-            print(f"{env_id:32s} {label:24s} {r['steps']:6d} {r['raw_steps_per_s']:8.1f} "
-                  f"{r['ours_steps_per_s']:8.1f} {r['overhead_pct']:+8.1f}%")
+    torch.set_num_threads(1)  # the rows' `threads` column; SUMO itself is single-threaded
+    if not args.from_csv:
+        args.run = now_utc()
+        for env_id in args.ids:
+            for same_info in VARIANTS:
+                measure(env_id, args.seconds, args.repeats, args.seed, same_info, args.run)
+    text = cell(of_run(read(NAME), args.run))
+    print(text)
+    set_speed_cell(NAME, text)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ def suite_tables(folder: str, baseline: str, heading: str) -> list[str]:
     aggregates = {(r["agent"], r["perturbation"]): r for r in _rows(path / "aggregates.csv")}
     improvements: dict[tuple[str, str], dict[str, str]] = {}
     for r in _rows(path / "improvements.csv"):  # pooled over strengths; a kind with one
-        key = (r["a"], r["perturbation"])        # strength has only its per-strength row
+        if r["a"] == baseline:  # strength has only its per-strength row. P(B > A) = 1 - P(A > B)
+            r = {**r, "a": r["b"], "b": baseline, "p": 1 - float(r["p"]),  # (ties count 1/2)
+                 "lo": 1 - float(r["hi"]), "hi": 1 - float(r["lo"])}
+        key = (r["a"], r["perturbation"])
         if r["b"] == baseline and (r["strength"] == "all" or key not in improvements):
             improvements[key] = r
     methods = sorted({r["agent"] for r in summary if r["agent"] != "random"},

@@ -1060,13 +1060,79 @@ def check_ray_overhead(c: Checker) -> None:
     c.same("ray_overhead.md = render(ray_overhead.csv)", text, script.render(rows))
 
 
+_SPEED_CLAIM = re.compile(
+    r"\*{0,2}(\d+\.\d+)×\*{0,2} [^(]{0,80}\((\d+(?:\.\d+)?) vs (\d+(?:\.\d+)?) steps/s[^)]*?"
+    r"rounds' ratios,? (\d+\.\d+)–(\d+\.\d+)")
+"""A training-speed claim: "**R×** ... (ours vs theirs steps/s, ... rounds' ratios lo–hi"."""
+
+
+def _timed_runs(path: Path, ours: str) -> dict[str, list[tuple[float, ...]]]:
+    """One run of bench_vs_sb3.py / mappo_speed.py per block of rows (a block ends where a
+    side's round repeats): {what: [(ratio of medians, median ratio of rounds, ours, theirs,
+    lowest and highest round ratio)]}."""
+    blocks: dict[str, list[list[dict[str, str]]]] = defaultdict(list)
+    for r in _rows(path):
+        run = blocks[r["what"]]
+        if not run or any((x["side"], x["round"]) == (r["side"], r["round"]) for x in run[-1]):
+            run.append([])
+        run[-1].append(r)
+    out: dict[str, list[tuple[float, ...]]] = defaultdict(list)
+    for what, runs in blocks.items():
+        for rows in runs:
+            sides: dict[str, dict[str, float]] = defaultdict(dict)
+            for r in rows:
+                sides["ours" if r["side"] == ours else "theirs"][r["round"]] = \
+                    float(r["steps_per_s"])
+            rounds = sorted(set(sides["ours"]) & set(sides["theirs"]))
+            if not rounds:
+                continue
+            a = [sides["ours"][k] for k in rounds]
+            b = [sides["theirs"][k] for k in rounds]
+            ratios = [x / y for x, y in zip(a, b)]
+            out[what].append((float(np.median(a)) / float(np.median(b)),
+                              float(np.median(ratios)), float(np.median(a)),
+                              float(np.median(b)), min(ratios), max(ratios)))
+    return out
+
+
+def check_training_speed(c: Checker) -> None:
+    """The SAC / Hybrid SAC / PPO rows (bench_vs_sb3.csv: ratio of medians) and the MAPPO row
+    (mappo_speed.csv: median of the rounds' ratios) of README's and speed.md's speed tables:
+    every claim "R× (ours vs theirs steps/s, ... rounds' ratios lo–hi" is one committed run."""
+    sb3 = _timed_runs(PERF / "bench_vs_sb3.csv", "robustrl")
+    mappo = _timed_runs(PERF / "mappo_speed.csv", "mappo")
+    readme = (ROOT.parent / "README.md").read_text()
+    for name, text in (("README.md", readme), ("speed.md", (PERF / "speed.md").read_text())):
+        for row in _table(text, "| what | command |"):
+            kind = re.match(r"`python experiments/perf/(bench_vs_sb3\.py (\w+)|mappo_speed\.py)",
+                            row[1])
+            if kind is None:
+                continue
+            runs = (mappo["mappo mpe/simple_spread"] if kind.group(2) is None
+                    else sb3[f"{kind.group(2)} HalfCheetah-v5"])
+            claims = _SPEED_CLAIM.findall(row[-1])
+            c.same(f"{name} {row[0][:30]} speed claims", len(claims) > 0, True)
+            ratio_at = 1 if kind.group(2) is None else 0
+            for claim in claims:
+                found = any(_as_published((run[ratio_at], *run[2:]), claim) == claim
+                            for run in runs)
+                c.same(f"{name} {row[0][:30]}: {claim} matches a committed run",
+                       "yes" if found else "no", "yes")
+
+
+def _as_published(values: tuple[float, ...], published: tuple[str, ...]) -> tuple[str, ...]:
+    """`values` rounded to the decimals of the published numbers they are compared with."""
+    return tuple(f"{v:.{len(p.split('.')[1]) if '.' in p else 0}f}"
+                 for v, p in zip(values, published, strict=True))
+
+
 TABLE_CHECKS = [
     check_ernie_summary, check_heron_summary, check_heron_traffic,
     check_intent, check_text_finetune, check_reward_synthetic, check_reward_text,
     check_reward_pandalm, check_rl_from_preferences, check_multiagent, check_umaze_iql,
     check_hybrid_sac, check_quickstart, check_ernie_overhead, check_learning_parity,
     check_env_speed_traffic, check_env_speed_mpe_maze, check_bench_workers_speedup,
-    check_ray_overhead,
+    check_ray_overhead, check_training_speed,
 ]
 """The published tables beyond the bench reports (each recomputed from its raw rows)."""
 

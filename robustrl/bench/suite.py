@@ -299,13 +299,12 @@ def plan_suite(suite: SuiteConfig, out: str | Path | None = None,
             raise RobustRLError(f"suite {suite.name}: perturbation '{entry.spec}' applies to no "
                                 f"env (envs = {list(entry.envs)} matches none of "
                                 f"{sorted(set(all_envs))}); fix the glob or drop the entry")
-    references = [RANDOM] * suite.random_baseline + _controllers(suite, jobs)
-    for label in {RANDOM, *references}:
+    references = [(RANDOM, jobs)] * suite.random_baseline + _controllers(suite, jobs)
+    for label in {RANDOM, *(label for label, _ in references)}:
         if any(j.label == label for j in jobs):
             raise RobustRLError(f"suite {suite.name}: the label '{label}' is reserved for the "
                                 "reference policy of that name; rename that [[train]] entry")
-    jobs += [job for label in references
-             for job in reference_jobs(jobs if label == RANDOM else _traffic(jobs, suite), label)]
+    jobs += [job for label, base in references for job in reference_jobs(base, label)]
     ids = [j.run_id for j in jobs]
     if len(set(ids)) != len(ids):
         raise RobustRLError(f"suite {suite.name}: the same agent × env × seed is trained twice "
@@ -385,13 +384,9 @@ def reference_jobs(jobs: list[Job], reference: str = RANDOM) -> list[Job]:
     return list(out.values())
 
 
-def _traffic(jobs: list[Job], suite: SuiteConfig) -> list[Job]:
-    """The traffic jobs of the suite's first seed (a controller's one run per env)."""
-    return [j for j in jobs if j.env.startswith("traffic/") and j.seed == suite.seeds[0]]
-
-
-def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[str]:
-    """`suite.controllers`, checked: known names, and a traffic env to run them on."""
+def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[tuple[str, list[Job]]]:
+    """(name, the traffic jobs of the suite's first seed: one run per env) per checked entry of
+    `suite.controllers` (known names, and a traffic env to run them on)."""
     if not suite.controllers:
         return []
     from robustrl.envs.traffic_baselines import CONTROLLERS
@@ -400,10 +395,11 @@ def _controllers(suite: SuiteConfig, jobs: list[Job]) -> list[str]:
     if unknown or len(set(suite.controllers)) != len(suite.controllers):
         raise RobustRLError(f"suite {suite.name}: controllers = {suite.controllers} — list each "
                             f"of {sorted(CONTROLLERS)} at most once")
-    if not _traffic(jobs, suite):
+    traffic = [j for j in jobs if j.env.startswith("traffic/") and j.seed == suite.seeds[0]]
+    if not traffic:
         raise RobustRLError(f"suite {suite.name}: controllers are traffic-signal controllers and "
                             "the suite has no traffic/* env; remove `controllers`")
-    return list(suite.controllers)
+    return [(name, traffic) for name in suite.controllers]
 
 
 def check_score_agents(score_agents: list[str], agents: list[str], env_id: str) -> None:

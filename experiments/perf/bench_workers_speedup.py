@@ -21,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from timings import load_range, median, now_utc, of_run, read, record, set_speed_cell
+from timings import add_run_arguments, load_range, median, record, time_and_publish
 
 SUITE = Path(__file__).resolve().parents[1] / "robustness" / "cpu_bound.toml"
 NAME = "bench_workers_speedup"
@@ -60,18 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--from-csv", action="store_true",
-                        help="only rebuild the speed.md cell from the CSV (no timing)")
-    parser.add_argument("--run", help="with --from-csv: the run to tabulate (default: latest)")
+    add_run_arguments(parser)
     args = parser.parse_args()
     if args.workers < 2 or args.rounds < 1:
         parser.error("need --workers >= 2 and --rounds >= 1")
-    if not args.from_csv:
-        args.run = now_utc()
-        measure(args.workers, args.rounds, args.run)
-    text = cell(of_run(read(NAME), args.run))
-    print(text)
-    set_speed_cell(NAME, text)
+    time_and_publish(NAME, args, lambda run: measure(args.workers, args.rounds, run), cell)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from timings import load_range, median, now_utc, of_run, read, record, set_speed_cell
+from timings import add_run_arguments, load_range, median, record, time_and_publish
 
 from robustrl import envs
 
@@ -156,19 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="timed steps per side and env")
     parser.add_argument("--rounds", type=int, default=5, help="rounds the steps are split into")
-    parser.add_argument("--from-csv", action="store_true",
-                        help="only rebuild the speed.md cell from the CSV (no timing)")
-    parser.add_argument("--run", help="with --from-csv: the run to tabulate (default: latest)")
+    add_run_arguments(parser)
     args = parser.parse_args()
     if args.rounds < 1 or args.steps < args.rounds:
         parser.error("need --rounds >= 1 and --steps >= --rounds")
     torch.set_num_threads(1)
-    if not args.from_csv:
-        args.run = now_utc()
-        measure(args.steps, args.rounds, args.run)
-    text = cell(of_run(read(NAME), args.run))
-    print(text)
-    set_speed_cell(NAME, text)
+    time_and_publish(NAME, args, lambda run: measure(args.steps, args.rounds, run), cell)
 
 
 if __name__ == "__main__":

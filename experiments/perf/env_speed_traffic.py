@@ -29,7 +29,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from timings import load_range, median, now_utc, of_run, read, record, set_speed_cell
+from timings import add_run_arguments, load_range, median, record, time_and_publish
 
 from robustrl.envs import make, spec
 from robustrl.envs.traffic import load_sumo_rl, resolve_file
@@ -161,19 +161,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds per run")
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--from-csv", action="store_true",
-                        help="only rebuild the speed.md cell from the CSV (no timing)")
-    parser.add_argument("--run", help="with --from-csv: the run to tabulate (default: latest)")
+    add_run_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the rows' `threads` column; SUMO itself is single-threaded
-    if not args.from_csv:
-        args.run = now_utc()
+
+    def measure_all(run: str) -> None:
         for env_id in args.ids:
             for same_info in VARIANTS:
-                measure(env_id, args.seconds, args.repeats, args.seed, same_info, args.run)
-    text = cell(of_run(read(NAME), args.run))
-    print(text)
-    set_speed_cell(NAME, text)
+                measure(env_id, args.seconds, args.repeats, args.seed, same_info, run)
+
+    time_and_publish(NAME, args, measure_all, cell)
 
 
 if __name__ == "__main__":

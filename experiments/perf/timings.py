@@ -17,7 +17,9 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -124,3 +126,22 @@ def set_speed_cell(script: str, cell: str) -> None:
     head = re.split(r"(?<!\\)\|", lines[i].strip()[1:-1])[:-1]
     lines[i] = "|" + "|".join(head) + f"| {cell} |"
     atomic_write_text(SPEED_MD, "\n".join(lines) + "\n")
+
+
+def add_run_arguments(parser: Any) -> None:
+    """`--from-csv` / `--run`: rebuild a speed.md cell from recorded rows instead of timing."""
+    parser.add_argument("--from-csv", action="store_true",
+                        help="only rebuild the speed.md cell from the CSV (no timing)")
+    parser.add_argument("--run", help="with --from-csv: the run to tabulate (default: latest)")
+
+
+def time_and_publish(name: str, args: Any, measure: Callable[[str], None],
+                     cell: Callable[[list[dict[str, str]]], str]) -> None:
+    """Unless `--from-csv`: `measure(run)` a new run tagged with the current UTC time. Then
+    write `name`'s speed.md cell from the rows of that run (or of `--run`, default: latest)."""
+    if not args.from_csv:
+        args.run = now_utc()
+        measure(args.run)
+    text = cell(of_run(read(name), args.run))
+    print(text)
+    set_speed_cell(name, text)

@@ -25,9 +25,9 @@ from robustrl.agents.base import Callback, Capabilities
 from robustrl.agents.multiagent import MultiAgent
 from robustrl.agents.ppo import (
     ActorCritic,
-    approx_kl,
     clipped_policy_loss,
     ppo_minibatches,
+    update_metrics,
 )
 from robustrl.core.episodes import MultiAgentStats
 from robustrl.core.flat import FlatAdam
@@ -237,11 +237,7 @@ class MAPPO(MultiAgent):
                     losses.append(torch.stack([policy_loss, value_loss, entropy]))
                 log_ratios.append(log_ratio.detach())
         self.updates += 1
-        with torch.no_grad():
-            mean = torch.stack(losses).double().mean(0)
-            metrics = torch.stack([*mean, approx_kl(torch.stack(log_ratios)).double()]).tolist()
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl")
-        return {**dict(zip(names, metrics)), **self.ernie.metrics()}
+        return {**update_metrics(losses, log_ratios), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MAPPO:

@@ -106,11 +106,6 @@ class ActorCritic(nn.Module):
         lp = dist.log_prob(actions)
         return lp if self.discrete else lp.sum(-1)
 
-    def entropy(self, dist) -> torch.Tensor:
-        """Mean entropy of the (per-dimension, for continuous actions summed) distribution."""
-        entropy = dist.entropy()
-        return (entropy if self.discrete else entropy.sum(-1)).mean()
-
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
@@ -152,6 +147,21 @@ def sample_numpy(out: np.ndarray, log_std: np.ndarray, discrete: bool,
 def approx_kl(log_ratio: torch.Tensor) -> torch.Tensor:
     """The (k3) estimate of KL(pi_old || pi) from log(pi / pi_old) of the old policy's samples."""
     return ((log_ratio.exp() - 1) - log_ratio).mean()
+
+
+@torch.no_grad()
+def update_metrics(losses: list[torch.Tensor], log_ratios: list[torch.Tensor],
+                   clip: float | None = None) -> dict[str, float]:
+    """An update's logged means, read in one go: policy loss, value loss and entropy from each
+    minibatch's stacked [policy_loss, value_loss, entropy], approx_kl over every minibatch's
+    log-ratios and, given `clip`, the fraction of ratios outside [1 - clip, 1 + clip]."""
+    log_ratio = torch.stack(log_ratios)  # (minibatches, size): every minibatch equal
+    names = ["policy_loss", "value_loss", "entropy", "approx_kl"]
+    values = [*torch.stack(losses).double().mean(0), approx_kl(log_ratio).double()]
+    if clip is not None:
+        names.append("clip_fraction")
+        values.append(((log_ratio.exp() - 1).abs() > clip).double().mean())
+    return dict(zip(names, torch.stack(values).tolist()))
 
 
 def ppo_minibatches(batch: dict[str, torch.Tensor], n_minibatches: int, clip: float,
@@ -330,13 +340,7 @@ class PPO(Agent):
             if cfg.target_kl is not None and approx_kl(log_ratios[-1]).item() > cfg.target_kl:
                 break
         self.updates += 1
-        with torch.no_grad():
-            log_ratio = torch.stack(log_ratios)  # (minibatches, size): every minibatch equal
-            mean = torch.stack(losses).double().mean(0)
-            clipped = ((log_ratio.exp() - 1).abs() > cfg.clip).double().mean()
-            metrics = torch.stack([*mean, approx_kl(log_ratio).double(), clipped]).tolist()
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        return {**dict(zip(names, metrics)), **self.ernie.metrics()}
+        return {**update_metrics(losses, log_ratios, cfg.clip), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> PPO:

@@ -30,8 +30,8 @@ What it checks (each from the raw rows committed next to the table):
 - `experiments/perf/results/ernie_overhead.md` from `ernie_overhead.csv` (one row per timed
   run: every median, ratio, the K = 1 target line, load range and timed total; then the whole
   file against the script's `render` of the CSV).
-- `experiments/perf/results/learning_parity.md` from `learning_parity.csv` (robustrl PPO vs
-  SB3 PPO on HalfCheetah-v5, one row per eval episode: each side's final-return IQM, CI, mean,
+- `experiments/perf/results/learning_parity_<algo>.md` from its .csv (robustrl PPO vs
+  SB3 PPO on HalfCheetah-v5, SAC vs SB3 SAC on Hopper-v5, one row per eval episode: each side's final-return IQM, CI, mean,
   per-seed finals, train seconds, P(robustrl > SB3), every learning-curve cell and the load
   range; then the whole file against the script's `render` of the CSV).
 - `experiments/perf/results/speed.md`'s traffic-adapter, particle-world / maze / hybrid
@@ -841,11 +841,18 @@ def check_ernie_overhead(c: Checker) -> None:
 
 
 def check_learning_parity(c: Checker) -> None:
-    """experiments/perf/results/learning_parity.md from learning_parity.csv (one row per eval
-    episode): per side the finished seeds, final step, final-return IQM and its stratified
-    bootstrap CI, mean, per-seed finals and median train seconds; P(robustrl > SB3) and its CI;
-    every learning-curve cell (IQM [CI] (n)); the load range; then the whole file against the
-    script's `render` of the CSV."""
+    """experiments/perf/results/learning_parity_<algo>.md from its .csv (one row per eval
+    episode), for each comparison with rows: per side the finished seeds, final step,
+    final-return IQM and its stratified bootstrap CI, mean, per-seed finals and median train
+    seconds; P(robustrl > SB3) and its CI; every learning-curve cell (IQM [CI] (n)); the load
+    range; then the whole file against the script's `render` of the CSV."""
+    script = _script(ROOT / "perf" / "learning_parity.py")
+    for cmp in script.COMPARISONS.values():
+        if cmp.file(".csv").exists():
+            _check_learning_parity(c, cmp, script.render)
+
+
+def _check_learning_parity(c: Checker, cmp, render) -> None:
     from robustrl.bench.stats import (
         iqm,
         probability_of_improvement,
@@ -853,9 +860,9 @@ def check_learning_parity(c: Checker) -> None:
         stratified_bootstrap_ci,
     )
 
-    folder = ROOT / "perf" / "results"
-    rows = _rows(folder / "learning_parity.csv")
-    text = (folder / "learning_parity.md").read_text()
+    rows = _rows(cmp.file(".csv"))
+    text = cmp.file(".md").read_text()
+    md = cmp.file(".md").name
     score: dict[tuple[str, int, int], list[float]] = defaultdict(list)
     done: dict[str, set[int]] = defaultdict(set)
     for r in rows:
@@ -869,7 +876,7 @@ def check_learning_parity(c: Checker) -> None:
         last = {s: max(st for (sd, se, st) in score if sd == side and se == s) for s in seeds}
         finals[side] = {s: float(np.mean(score[(side, s, last[s])])) for s in seeds}
         cells = table[side]
-        where = f"learning_parity.md {side}"
+        where = f"{md} {side}"
         c.same(f"{where} seeds", cells[1], " ".join(map(str, seeds)))
         if not seeds:
             continue
@@ -894,15 +901,14 @@ def check_learning_parity(c: Checker) -> None:
     a, b = list(finals["robustrl"].values()), list(finals["sb3"].values())
     if a and b:
         lo, hi = probability_of_improvement_ci([a], [b])
-        c.same("learning_parity.md P(robustrl > SB3)",
+        c.same(f"{md} P(robustrl > SB3)",
                re.search(r"^P\(robustrl > SB3\) = (.+)\.$", text, re.M).group(1),
                f"{probability_of_improvement([a], [b]):.2f} [{lo:.2f}, {hi:.2f}]")
     loads = [float(r["load_1min"]) for r in rows]
-    c.same("learning_parity.md load range",
+    c.same(f"{md} load range",
            re.search(r"load average (\S+ to \S+) at", text).group(1),
            f"{min(loads):.2f} to {max(loads):.2f}")
-    render = _script(ROOT / "perf" / "learning_parity.py").render
-    c.same("learning_parity.md = render(learning_parity.csv)", text, render(rows))
+    c.same(f"{md} = render({cmp.file('.csv').name})", text, render(rows, cmp))
 
 
 PERF = ROOT / "perf" / "results"

@@ -1,22 +1,21 @@
-"""Learning parity: robustrl PPO vs Stable-Baselines3 PPO on mujoco/HalfCheetah-v5 (issue 18).
+"""Learning parity: robustrl vs Stable-Baselines3 at equal env steps and seeds (issue 18).
 
-Same settings on both sides (bench_vs_sb3.py's ppo section): 1 env, 2048-step rollouts,
-10 epochs of minibatch 64, 64x64 tanh actor and critic (separate), Adam lr 3e-4 (eps 1e-5),
-gamma 0.99, GAE lambda 0.95, clip 0.2, no value clipping, ent_coef 0, vf_coef 0.5,
-max_grad_norm 0.5, advantage normalization, observation and reward normalization (robustrl:
-PPOConfig normalize_obs / normalize_reward from agents/ppo.toml `mujoco/*`; SB3: VecNormalize,
-clip 10). robustrl is built through `make_agent`, SB3 through its own `PPO` API; torch threads 1.
+Two comparisons, each with the same settings on both sides (`COMPARISONS` states them):
+  ppo  PPO on mujoco/HalfCheetah-v5, 200k steps (bench_vs_sb3.py's ppo settings)
+  sac  SAC on mujoco/Hopper-v5, 50k steps (SB3's SAC defaults, 10k random steps first)
+robustrl is built through `make_agent`, SB3 through its own API; torch threads 1.
 
-Each run trains to `--steps` env steps; after the first rollout at or beyond every `--every`
-steps (and at the end) the deterministic policy plays `--episodes` episodes of a fresh
-`gym.make(env)` on eval seeds 1000, 1001, ... (the same on both sides), with the training
-observation-normalization statistics frozen. One CSV row per eval episode, appended as each
-evaluation finishes (whole lines, under a lock: two processes may share the file); a rerun
-skips finished (side, seed) runs and drops the rows of an unfinished one first.
+Each run trains to `--steps` env steps; at every `--every` steps (PPO: after the first rollout
+at or beyond it) and at the end the deterministic policy plays `--episodes` episodes of a
+fresh `gym.make(env)` on eval seeds 1000, 1001, ... (the same on both sides), with PPO's
+training observation-normalization statistics frozen. One CSV row per eval episode
+(results/learning_parity_<algo>.csv), appended as each evaluation finishes (whole lines, under
+a lock: two processes may share the file); a rerun skips finished (side, seed) runs and drops
+the rows of an unfinished one first.
 
-    python experiments/perf/learning_parity.py run --side robustrl --seeds 0 1 2 3 4 &
-    python experiments/perf/learning_parity.py run --side sb3 --seeds 0 1 2 3 4
-    python experiments/perf/learning_parity.py --from-csv   # the .md and curves PNG
+    python experiments/perf/learning_parity.py sac run --side robustrl --seeds 0 1 2 3 4 &
+    python experiments/perf/learning_parity.py sac run --side sb3 --seeds 0 1 2 3 4
+    python experiments/perf/learning_parity.py sac --from-csv   # the .md and curves PNG
 """
 
 from __future__ import annotations
@@ -28,17 +27,16 @@ import io
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CSV = RESULTS / "learning_parity.csv"
-MD = RESULTS / "learning_parity.md"
-PNG = RESULTS / "learning_parity_curves.png"
-ENV = "HalfCheetah-v5"
 ROLLOUT = 2048
+SAC_WARMUP = 10_000
 EVAL_SEED0 = 1000
 FIELDS = ["side", "seed", "step", "episode", "eval_seed", "return", "train_s", "wall_s",
           "load_1min", "date_utc", "target_steps"]
@@ -46,6 +44,9 @@ SIDES = ("robustrl", "sb3")
 
 
 # ----------------------------------------------------------------- raw rows
+CSV = RESULTS / "learning_parity_ppo.csv"  # main() sets the comparison's (or --csv)
+
+
 def read_rows(path: Path | None = None) -> list[dict[str, str]]:
     path = path or CSV
     if not path.exists():
@@ -105,8 +106,8 @@ def drop_partial(side: str, seed: int) -> None:
 
 
 # ----------------------------------------------------------------- training
-def evaluate(act, episodes: int) -> list[float]:
-    env = gym.make(ENV)
+def evaluate(env_id: str, act, episodes: int) -> list[float]:
+    env = gym.make(env_id)
     out = []
     for i in range(episodes):
         obs, _ = env.reset(seed=EVAL_SEED0 + i)
@@ -120,50 +121,116 @@ def evaluate(act, episodes: int) -> list[float]:
     return out
 
 
-def make_robustrl(seed: int):
+def robustrl_ppo(env_id: str, seed: int):
     from robustrl.agents import make_agent
 
-    agent = make_agent("ppo", f"mujoco/{ENV}", seed=seed, n_envs=1, n_steps=ROLLOUT,
+    agent = make_agent("ppo", f"mujoco/{env_id}", seed=seed, n_envs=1, n_steps=ROLLOUT,
                        n_epochs=10, n_minibatches=ROLLOUT // 64, hidden=(64, 64),
                        activation="tanh", normalize_obs=True, normalize_reward=True,
                        lr=3e-4, gamma=0.99, gae_lambda=0.95, clip=0.2, ent_coef=0.0,
                        vf_coef=0.5, max_grad_norm=0.5, lr_schedule="constant")
+    return _robustrl_driver(agent)
 
+
+def robustrl_sac(env_id: str, seed: int):
+    from robustrl.agents import make_agent
+
+    agent = make_agent("sac", f"mujoco/{env_id}", seed=seed, lr=3e-4, gamma=0.99, tau=0.005,
+                       batch_size=256, buffer_size=1_000_000, learning_starts=SAC_WARMUP,
+                       train_freq=1, gradient_steps=1, hidden=(256, 256), alpha=None,
+                       alpha_init=1.0, target_entropy=None, log_interval=10**9)
+    return _robustrl_driver(agent)
+
+
+def _robustrl_driver(agent):
     def train_to(target: int) -> int:
         agent.learn(target)
         return agent.num_steps
 
-    def act(obs: np.ndarray) -> np.ndarray:  # normalizer read, not updated
+    def act(obs: np.ndarray) -> np.ndarray:  # PPO's normalizer is read, not updated
         return agent.act(obs.astype(np.float32), deterministic=True)
 
     return train_to, act
 
 
-def make_sb3(seed: int):
+def sb3_ppo(env_id: str, seed: int):
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    env = VecNormalize(DummyVecEnv([lambda: gym.make(ENV)]), gamma=0.99)
+    env = VecNormalize(DummyVecEnv([lambda: gym.make(env_id)]), gamma=0.99)
     model = PPO("MlpPolicy", env, learning_rate=3e-4, n_steps=ROLLOUT, batch_size=64,
                 n_epochs=10, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0,
                 vf_coef=0.5, max_grad_norm=0.5, normalize_advantage=True, seed=seed, verbose=0,
                 device="cpu", policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]},
                                              "activation_fn": torch.nn.Tanh})
+    # VecNormalize's obs_rms is read, not updated
+    return _sb3_driver(model, lambda obs: env.normalize_obs(obs[None]))
 
+
+def sb3_sac(env_id: str, seed: int):
+    from stable_baselines3 import SAC
+
+    model = SAC("MlpPolicy", gym.make(env_id), learning_rate=3e-4, gamma=0.99, tau=0.005,
+                batch_size=256, buffer_size=1_000_000, learning_starts=SAC_WARMUP, train_freq=1,
+                gradient_steps=1, ent_coef="auto", target_entropy="auto", seed=seed, verbose=0,
+                device="cpu", policy_kwargs={"net_arch": [256, 256]})
+    return _sb3_driver(model, lambda obs: obs[None])
+
+
+def _sb3_driver(model, prepare: Callable[[np.ndarray], np.ndarray]):
     def train_to(target: int) -> int:
         if model.num_timesteps < target:
             model.learn(target - model.num_timesteps, reset_num_timesteps=False)
         return model.num_timesteps
 
-    def act(obs: np.ndarray) -> np.ndarray:  # VecNormalize's obs_rms read, not updated
-        a, _ = model.predict(env.normalize_obs(obs[None]), deterministic=True)
-        return a[0]
+    def act(obs: np.ndarray) -> np.ndarray:
+        return model.predict(prepare(obs), deterministic=True)[0][0]
 
     return train_to, act
 
 
-def run(side: str, seed: int, steps: int, every: int, episodes: int) -> None:
+@dataclass(frozen=True)
+class Comparison:
+    """One learner on one env, built alike on both sides; `settings` is the .md's sentence."""
+
+    algo: str
+    env: str
+    steps: int
+    every: int
+    robustrl: Callable
+    sb3: Callable
+    settings: str
+    units: str
+
+    def file(self, suffix: str) -> Path:
+        return RESULTS / f"learning_parity_{self.algo}{suffix}"
+
+
+COMPARISONS = {c.algo: c for c in (
+    Comparison(
+        "ppo", "HalfCheetah-v5", 200_000, 20_000, robustrl_ppo, sb3_ppo,
+        "{targets} env steps target (training stops at the first 2048-step rollout boundary at "
+        "or beyond it), 1 env, 10 epochs of minibatch 64, 64x64 tanh actor and critic, lr "
+        "3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, ent_coef 0, vf_coef 0.5, max_grad_norm "
+        "0.5, observation + reward normalization (SB3: VecNormalize); torch 1 thread per "
+        "process. Evaluation: deterministic policy, 10 episodes on eval seeds 1000-1009 (same "
+        "both sides), training observation statistics frozen, after the first rollout at or "
+        "beyond each 20k steps.",
+        "undiscounted HalfCheetah-v5 episode return (1000 steps)"),
+    Comparison(
+        "sac", "Hopper-v5", 50_000, 5_000, robustrl_sac, sb3_sac,
+        "{targets} env steps, 1 env, the first 10,000 uniformly random, then one gradient step "
+        "per env step; 256x256 ReLU actor and two critics, batch 256, replay 1M, Adam lr 3e-4, "
+        "gamma 0.99, tau 0.005, temperature auto-tuned from 1.0 toward -dim(A); torch 1 thread "
+        "per process. Evaluation: deterministic (mean) action, 10 episodes on eval seeds "
+        "1000-1009 (same both sides), every 5k steps.",
+        "undiscounted Hopper-v5 episode return (up to 1000 steps; an episode ends when the "
+        "hopper falls)"),
+)}
+
+
+def run(cmp: Comparison, side: str, seed: int, steps: int, every: int, episodes: int) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -172,14 +239,14 @@ def run(side: str, seed: int, steps: int, every: int, episodes: int) -> None:
         return
     drop_partial(side, seed)
     start = time.perf_counter()
-    train_to, act = (make_robustrl if side == "robustrl" else make_sb3)(seed)
+    train_to, act = getattr(cmp, side)(cmp.env, seed)
     train_s = 0.0
     targets = list(range(every, steps, every)) + [steps]
     for target in targets:
         t0 = time.perf_counter()
         step = train_to(target)
         train_s += time.perf_counter() - t0
-        returns = evaluate(act, episodes)
+        returns = evaluate(cmp.env, act, episodes)
         stamp = {"train_s": f"{train_s:.2f}", "wall_s": f"{time.perf_counter() - start:.2f}",
                  "load_1min": f"{os.getloadavg()[0]:.2f}",
                  "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -252,33 +319,29 @@ def summary(rows: list[dict[str, str]]) -> dict:
     return out
 
 
-def render(rows: list[dict[str, str]]) -> str:
+def render(rows: list[dict[str, str]], cmp: Comparison) -> str:
     s = summary(rows)
     targets = " / ".join(f"{t:,}" for t in sorted({int(r["target_steps"]) for r in rows}))
+    name = cmp.algo.upper()
+    command = f"python experiments/perf/learning_parity.py {cmp.algo}"
     lines = [
-        "# Learning parity: robustrl PPO vs Stable-Baselines3 PPO, mujoco/HalfCheetah-v5",
+        f"# Learning parity: robustrl {name} vs Stable-Baselines3 {name}, mujoco/{cmp.env}",
         "",
-        "Produced by `python experiments/perf/learning_parity.py --from-csv` from "
-        "`learning_parity.csv` (one row per evaluation episode), written by",
-        "`python experiments/perf/learning_parity.py run --side robustrl --seeds 0 1 2 3 4` and "
-        "the same with `--side sb3`, the two processes started together (robustrl's runs are "
-        "faster, so the sides did not stay paired seed by seed: each row's `date_utc` and "
-        "`load_1min` say when and under what load it ran).",
+        f"Produced by `{command} --from-csv` from `{cmp.file('.csv').name}` (one row per "
+        "evaluation episode), written by",
+        f"`{command} run --side robustrl --seeds 0 1 2 3 4` and the same with `--side sb3`, the "
+        "two processes started together (robustrl's runs are faster, so the sides did not stay "
+        "paired seed by seed: each row's `date_utc` and `load_1min` say when and under what "
+        "load it ran).",
         "",
-        f"Settings (equal on both sides): {targets} env steps target (training stops at the "
-        "first 2048-step rollout boundary at or beyond it), 1 env, 10 epochs of minibatch 64, "
-        "64x64 tanh actor and critic, lr 3e-4, gamma 0.99, "
-        "GAE lambda 0.95, clip 0.2, ent_coef 0, vf_coef 0.5, max_grad_norm 0.5, observation + "
-        "reward normalization (SB3: VecNormalize); torch 1 thread per process. Evaluation: "
-        "deterministic policy, 10 episodes on eval seeds 1000-1009 (same both sides), training "
-        "observation statistics frozen, after the first rollout at or beyond each 20k steps. "
-        "A run's score = mean return of its 10 eval episodes.",
+        "Settings (equal on both sides): " + cmp.settings.format(targets=targets)
+        + " A run's score = mean return of its 10 eval episodes.",
         "",
         "IQM = interquartile mean over seeds (robustrl.bench.stats.iqm; with 5 seeds the middle "
         "3). [ ] = 95% stratified percentile bootstrap CI over seeds (2,000 resamples, "
         "robustrl.bench.stats). P(robustrl > SB3) = probability that a robustrl run's final "
         "score exceeds an SB3 run's (Mann-Whitney, ties 1/2), with its bootstrap 95% CI. "
-        "Return units: undiscounted HalfCheetah-v5 episode return (1000 steps).",
+        f"Return units: {cmp.units}.",
         "",
         "## Final return",
         "",
@@ -319,7 +382,8 @@ def render(rows: list[dict[str, str]]) -> str:
                        f"{e_r['iqm'] - e_s['iqm']:+.1f} from SB3's).")
         lines.append(verdict)
     lines += ["", "## Learning curves (IQM over seeds [95% CI]; n = seeds at that step)", "",
-              f"![curves]({PNG.name})", "", "| step | robustrl | SB3 |", "|---|---|---|"]
+              f"![curves]({cmp.file('_curves.png').name})", "", "| step | robustrl | SB3 |",
+              "|---|---|---|"]
     by_step: dict[int, dict[str, str]] = defaultdict(dict)
     for side in SIDES:
         for st, n, m, lo, hi in s["sides"][side]["curve"]:
@@ -337,7 +401,7 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, str]]) -> None:
+def plot(rows: list[dict[str, str]], cmp: Comparison) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,32 +418,39 @@ def plot(rows: list[dict[str, str]]) -> None:
         ax.fill_between(x, lo, hi, color=color, alpha=0.25)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return (IQM over seeds, 95% CI band)")
-    ax.set_title("PPO on HalfCheetah-v5: robustrl vs SB3")
+    ax.set_title(f"{cmp.algo.upper()} on {cmp.env}: robustrl vs SB3")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(PNG, dpi=100)
+    fig.savefig(cmp.file("_curves.png"), dpi=100)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("algo", choices=sorted(COMPARISONS))
     parser.add_argument("mode", nargs="?", choices=["run"])
     parser.add_argument("--from-csv", action="store_true", help="write the .md and PNG only")
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--steps", type=int, default=200_000)
-    parser.add_argument("--every", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, help="default: the comparison's")
+    parser.add_argument("--every", type=int, help="default: the comparison's")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--csv", type=Path, default=CSV, help="raw rows (a trial: elsewhere)")
+    parser.add_argument("--csv", type=Path, help="raw rows (default results/"
+                        "learning_parity_<algo>.csv; a trial: elsewhere)")
     args = parser.parse_args()
-    globals()["CSV"] = args.csv
+    cmp = COMPARISONS[args.algo]
+    globals()["CSV"] = args.csv or cmp.file(".csv")
     if args.mode == "run":
+        if args.side is None:
+            parser.error("run needs --side robustrl or --side sb3")
         for seed in args.seeds:
-            run(args.side, seed, args.steps, args.every, args.episodes)
+            run(cmp, args.side, seed, args.steps or cmp.steps, args.every or cmp.every,
+                args.episodes)
     if args.from_csv or args.mode is None:
         rows = read_rows()
-        MD.write_text(render(rows))
-        plot(rows)
-        print(MD.read_text())
+        md = cmp.file(".md")
+        md.write_text(render(rows, cmp))
+        plot(rows, cmp)
+        print(md.read_text())
 
 
 if __name__ == "__main__":

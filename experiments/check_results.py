@@ -30,10 +30,11 @@ What it checks (each from the raw rows committed next to the table):
 - `experiments/perf/results/ernie_overhead.md` from `ernie_overhead.csv` (one row per timed
   run: every median, ratio, the K = 1 target line, load range and timed total; then the whole
   file against the script's `render` of the CSV).
-- `experiments/perf/results/learning_parity_<algo>.md` from its .csv (robustrl PPO vs
-  SB3 PPO on HalfCheetah-v5, SAC vs SB3 SAC on Hopper-v5, one row per eval episode: each side's final-return IQM, CI, mean,
-  per-seed finals, train seconds, P(robustrl > SB3), every learning-curve cell and the load
-  range; then the whole file against the script's `render` of the CSV).
+- `experiments/perf/results/learning_parity_<algo>.md` from its .csv (robustrl PPO vs SB3 PPO
+  on HalfCheetah-v5, SAC vs SB3 SAC on Hopper-v5, one row per eval episode: each side's
+  final-return IQM, CI, mean, per-seed finals, train seconds, P(robustrl > SB3), every
+  learning-curve cell and the load range; then the whole file against the script's `render`
+  of the CSV).
 - `experiments/perf/results/speed.md`'s traffic-adapter, particle-world / maze / hybrid
   adapter and bench-workers rows from `env_speed_traffic.csv`, `env_speed_mpe_maze.csv` and
   `bench_workers_speedup.csv` (one row per timed run; the run the cell names: every steps/s,

@@ -24,6 +24,7 @@ from robustrl.core.loop import minibatches
 from robustrl.core.networks import NumpyMLP, mlp, orthogonal_init
 from robustrl.core.normalizer import RunningMeanStd
 from robustrl.core.returns import gae
+from robustrl.core.vector import make_vector
 from robustrl.robust import RobustConfig, attach
 
 
@@ -243,14 +244,8 @@ class PPO(Agent):
 
     # ----------------------------------------------------------------- rollouts
     def _make_envs(self) -> gym.vector.VectorEnv:
-        cfg = self.config
-        first = self.take_env()
-        fns = [lambda: first] + [self.env_fn] * (cfg.n_envs - 1)
-        mode = gym.vector.AutoresetMode.SAME_STEP
-        if cfg.vector == "async":
-            first.close()
-            return gym.vector.AsyncVectorEnv([self.env_fn] * cfg.n_envs, autoreset_mode=mode)
-        return gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
+        return make_vector(self.env_fn, self.config.n_envs, self.config.vector,
+                           first=self.take_env())
 
     def open_envs(self) -> None:
         self.envs = self._make_envs()

@@ -175,11 +175,14 @@ def set_state(env: Any, state: bytes) -> None:
 
 
 def env_copies(holder: Any) -> Sequence[Any] | None:
-    """The env copies a learner steps: a single env, a SyncVectorEnv's or a `ParallelEnvs`'
-    list; None for copies in other processes (AsyncVectorEnv, subprocess workers)."""
+    """The env copies a learner steps: a single env, a SyncVectorEnv's, `SyncEnvs`' or a
+    `ParallelEnvs`' list; None for copies in other processes (AsyncVectorEnv, subprocess
+    workers)."""
     import gymnasium as gym
 
-    if isinstance(holder, gym.vector.SyncVectorEnv):
+    from robustrl.core.vector import SyncEnvs
+
+    if isinstance(holder, gym.vector.SyncVectorEnv | SyncEnvs):
         return list(holder.envs)
     if isinstance(holder, gym.vector.VectorEnv):
         return None

@@ -8,6 +8,7 @@ import pytest
 
 from robustrl.agents import make_agent
 from robustrl.core.errors import RobustRLError
+from robustrl.core.vector import SyncEnvs
 from robustrl.train import evaluate
 
 
@@ -30,6 +31,31 @@ class Countdown(gym.Env):
         self.t += 1
         end = self.t == self.length
         return self._obs(), 1.0, end and self.length % 2 == 1, end and self.length % 2 == 0, {}
+
+
+@pytest.mark.parametrize("env_id", ["Countdown", "Hopper-v5"])
+def test_sync_envs_step_like_gymnasium_sync_vector_env(env_id):
+    """SyncEnvs (the sync mode's vector) hands back what Gymnasium's SyncVectorEnv with
+    same-step autoreset does: observations, rewards, flags and every final observation."""
+    make = Countdown if env_id == "Countdown" else lambda: gym.make(env_id)
+    ours = SyncEnvs([make() for _ in range(3)])
+    theirs = gym.vector.SyncVectorEnv([make] * 3,
+                                      autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    a, b = ours.reset(seed=7)[0], theirs.reset(seed=7)[0]
+    np.testing.assert_array_equal(a, b)
+    rng, ends = np.random.default_rng(0), 0
+    for _ in range(400):
+        action = rng.uniform(-1, 1, theirs.action_space.shape).astype(np.float32)
+        *x, info_x = ours.step(action)
+        *y, info_y = theirs.step(action)
+        for u, v in zip(x, y, strict=True):
+            np.testing.assert_array_equal(u, v)
+        np.testing.assert_array_equal(info_x.get("_final_obs", np.zeros(3, bool)),
+                                      info_y.get("_final_obs", np.zeros(3, bool)))
+        for i in np.flatnonzero(info_y.get("_final_obs", [])):
+            np.testing.assert_array_equal(info_x["final_obs"][i], info_y["final_obs"][i])
+            ends += 1
+    assert ends >= 3
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

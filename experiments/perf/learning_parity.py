@@ -305,6 +305,11 @@ def summary(rows: list[dict[str, str]]) -> dict:
             entry["iqm"] = iqm([v])
             entry["ci"] = stratified_bootstrap_ci([v])
             entry["mean"] = float(np.mean(v))
+            # each run's mean over its last three evaluations (a steadier score than the last)
+            entry["last3"] = [float(np.mean([c[side][s][st] for st in sorted(c[side][s])[-3:]]))
+                              for s in seeds]
+            entry["last3_iqm"] = iqm([entry["last3"]])
+            entry["last3_ci"] = stratified_bootstrap_ci([entry["last3"]])
             entry["train_s"] = [float(max(float(r["train_s"]) for r in rows if r["side"] == side
                                           and int(r["seed"]) == s)) for s in seeds]
         out["sides"][side] = entry
@@ -312,6 +317,9 @@ def summary(rows: list[dict[str, str]]) -> dict:
     if a and b:
         out["poi"] = probability_of_improvement([a], [b])
         out["poi_ci"] = probability_of_improvement_ci([a], [b])
+        a3, b3 = (out["sides"][s]["last3"] for s in SIDES)
+        out["last3_poi"] = probability_of_improvement([a3], [b3])
+        out["last3_poi_ci"] = probability_of_improvement_ci([a3], [b3])
     loads = [float(r["load_1min"]) for r in rows]
     dates = sorted(r["date_utc"] for r in rows)
     out["load"] = (min(loads), max(loads)) if loads else None
@@ -381,6 +389,15 @@ def render(rows: list[dict[str, str]], cmp: Comparison) -> str:
                        f"{len(e_r['seeds'])} vs {len(e_s['seeds'])} seeds (robustrl's IQM is "
                        f"{e_r['iqm'] - e_s['iqm']:+.1f} from SB3's).")
         lines.append(verdict)
+    if "last3_poi" in s:
+        r3, s3 = (s["sides"][side] for side in SIDES)
+        lines += ["", "Post hoc (chosen after the SAC run's final evaluations, so descriptive, "
+                  "not a test): each run scored by the mean of its last three evaluations, "
+                  f"robustrl IQM {r3['last3_iqm']:.1f} [{r3['last3_ci'][0]:.1f}, "
+                  f"{r3['last3_ci'][1]:.1f}] vs SB3 {s3['last3_iqm']:.1f} "
+                  f"[{s3['last3_ci'][0]:.1f}, {s3['last3_ci'][1]:.1f}]; P(robustrl > SB3) = "
+                  f"{s['last3_poi']:.2f} [{s['last3_poi_ci'][0]:.2f}, "
+                  f"{s['last3_poi_ci'][1]:.2f}]."]
     lines += ["", "## Learning curves (IQM over seeds [95% CI]; n = seeds at that step)", "",
               f"![curves]({cmp.file('_curves.png').name})", "", "| step | robustrl | SB3 |",
               "|---|---|---|"]

@@ -24,8 +24,9 @@ VECTOR_MODES = ("sync", "async")
 
 class SyncEnvs(gym.vector.VectorEnv):
     """Gymnasium's SyncVectorEnv with same-step autoreset, for Box observations, minus its
-    per-step info merging and copies (a sixth of a 1-env PPO rollout): `step`'s info holds only
-    `final_obs` / `_final_obs`, what the learners read; reset's info is {}."""
+    per-step info merging and copies (its overhead per step on one HalfCheetah: ~30 -> ~12 us):
+    `step`'s info holds only `final_obs` / `_final_obs`, what the learners read; reset's info
+    is {}. tests/agents/test_vector.py checks it steps like SyncVectorEnv."""
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
 

@@ -332,12 +332,13 @@ def render(rows: list[dict[str, str]], cmp: Comparison) -> str:
     targets = " / ".join(f"{t:,}" for t in sorted({int(r["target_steps"]) for r in rows}))
     name = cmp.algo.upper()
     command = f"python experiments/perf/learning_parity.py {cmp.algo}"
+    seeds = " ".join(map(str, sorted({int(r["seed"]) for r in rows})))
     lines = [
         f"# Learning parity: robustrl {name} vs Stable-Baselines3 {name}, mujoco/{cmp.env}",
         "",
         f"Produced by `{command} --from-csv` from `{cmp.file('.csv').name}` (one row per "
         "evaluation episode), written by",
-        f"`{command} run --side robustrl --seeds 0 1 2 3 4` and the same with `--side sb3`, the "
+        f"`{command} run --side robustrl --seeds {seeds}` and the same with `--side sb3`, the "
         "two processes started together (robustrl's runs are faster, so the sides did not stay "
         "paired seed by seed: each row's `date_utc` and `load_1min` say when and under what "
         "load it ran).",
@@ -410,7 +411,8 @@ def render(rows: list[dict[str, str]], cmp: Comparison) -> str:
                      f"{by_step[st].get('sb3', '-')} |")
     if s["dates"]:
         lines += ["", f"Ran {s['dates'][0]} to {s['dates'][1]} (UTC) on a 2-core machine, "
-                  "up to two processes at once (1 torch thread each); "
+                  "one torch thread per process, the two sides (at times also a third run or "
+                  "other jobs) sharing the cores; "
                   "1-minute load average "
                   f"{s['load'][0]:.2f} to {s['load'][1]:.2f} at the evaluations (above 2: "
                   "another job shared the cores, which slows that run's train seconds, not its "

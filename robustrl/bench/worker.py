@@ -228,8 +228,12 @@ def _run_job(job: Job) -> dict[str, Any]:
 
     start = time.perf_counter()
     with run_lock(job.run_dir):  # another job may be training it as its surrogate
-        agent = (trained_agent(job) if not job.reference else RandomPolicy(job)
-                 if job.reference == RANDOM else ControllerPolicy(job))
+        if not job.reference:
+            agent = trained_agent(job)
+        elif job.reference == RANDOM:
+            agent = RandomPolicy(job)
+        else:
+            agent = ControllerPolicy(job)
     train_seconds = time.perf_counter() - start
     cells, observations = [], None
     for cell in job.cells:

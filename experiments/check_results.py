@@ -1075,12 +1075,14 @@ _SPEED_CLAIM = re.compile(
 
 def _timed_runs(path: Path, ours: str) -> dict[str, list[tuple[float, ...]]]:
     """One run of bench_vs_sb3.py / mappo_speed.py per block of rows (a block ends where a
-    side's round repeats): {what: [(ratio of medians, median ratio of rounds, ours, theirs,
-    lowest and highest round ratio)]}."""
+    side's round repeats or the round number falls): {what: [(ratio of medians, median ratio
+    of rounds, ours, theirs, lowest and highest round ratio)]}, one tuple per reference side of
+    each run (mappo_speed.py times MAPPO against two)."""
     blocks: dict[str, list[list[dict[str, str]]]] = defaultdict(list)
     for r in _rows(path):
         run = blocks[r["what"]]
-        if not run or any((x["side"], x["round"]) == (r["side"], r["round"]) for x in run[-1]):
+        if (not run or int(r["round"]) < int(run[-1][-1]["round"])
+                or any((x["side"], x["round"]) == (r["side"], r["round"]) for x in run[-1])):
             run.append([])
         run[-1].append(r)
     out: dict[str, list[tuple[float, ...]]] = defaultdict(list)
@@ -1088,17 +1090,17 @@ def _timed_runs(path: Path, ours: str) -> dict[str, list[tuple[float, ...]]]:
         for rows in runs:
             sides: dict[str, dict[str, float]] = defaultdict(dict)
             for r in rows:
-                sides["ours" if r["side"] == ours else "theirs"][r["round"]] = \
-                    float(r["steps_per_s"])
-            rounds = sorted(set(sides["ours"]) & set(sides["theirs"]))
-            if not rounds:
-                continue
-            a = [sides["ours"][k] for k in rounds]
-            b = [sides["theirs"][k] for k in rounds]
-            ratios = [x / y for x, y in zip(a, b)]
-            out[what].append((float(np.median(a)) / float(np.median(b)),
-                              float(np.median(ratios)), float(np.median(a)),
-                              float(np.median(b)), min(ratios), max(ratios)))
+                sides[r["side"]][r["round"]] = float(r["steps_per_s"])
+            for side in sorted(set(sides) - {ours}):
+                rounds = sorted(set(sides[ours]) & set(sides[side]))
+                if not rounds:
+                    continue
+                a = [sides[ours][k] for k in rounds]
+                b = [sides[side][k] for k in rounds]
+                ratios = [x / y for x, y in zip(a, b)]
+                out[what].append((float(np.median(a)) / float(np.median(b)),
+                                  float(np.median(ratios)), float(np.median(a)),
+                                  float(np.median(b)), min(ratios), max(ratios)))
     return out
 
 

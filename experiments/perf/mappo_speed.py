@@ -1,14 +1,17 @@
-"""MAPPO training throughput on mpe/simple_spread against the raw env's random-action speed.
+"""MAPPO training throughput on mpe/simple_spread against the env's random-action speed.
 
     python experiments/perf/mappo_speed.py --steps 10000 --rounds 3 \\
         --out experiments/multiagent/results/multiagent_speed.md
 
-Both are measured in the same process, interleaved in rounds (raw, MAPPO, raw, MAPPO, ...) so
-drifting machine load hits both alike, in env steps per second (one env step = one joint step
-of all N agents in one env copy); the median of the per-round ratios is reported and every
-timing goes to results/mappo_speed.csv with the date and load average (timings.py). MAPPO
-runs with the `mpe/*` settings of agents/mappo.toml; the script also splits its time into
-rollout collection (env + acting) and the PPO update, so the gap to the raw env is explained.
+Two references, both stepped with random joint actions: mpe2's own parallel env (the particle
+world as shipped: its AEC env behind PettingZoo's conversion) and robustrl's registered env
+(`make`, which steps the same world without that conversion and adds reward factors). All
+three are measured in the same process, interleaved in rounds (mpe2, robustrl env, MAPPO,
+...) so drifting machine load hits them alike, in env steps per second (one env step = one
+joint step of all N agents in one env copy); the median of the per-round ratios is reported
+and every timing goes to results/mappo_speed.csv with the date and load average
+(timings.py). MAPPO runs with the `mpe/*` settings of agents/mappo.toml; the script also
+splits its time into rollout collection (env + acting) and the PPO update.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import platform
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +35,17 @@ ENV_ID = "mpe/simple_spread"
 ENV_KWARGS = {"N": 3, "max_cycles": 25}
 
 
-def raw_env_speed(steps: int, seed: int = 0) -> tuple[int, float]:
-    """Random joint actions through the registered env (factors included), resets counted."""
-    env = make(ENV_ID, **ENV_KWARGS)
+def mpe2_env() -> Any:
+    """mpe2's own parallel simple_spread (AEC env + PettingZoo's aec_to_parallel)."""
+    from mpe2 import simple_spread_v3
+
+    return simple_spread_v3.parallel_env(**ENV_KWARGS)
+
+
+def raw_env_speed(steps: int, seed: int = 0, env: Any = None) -> tuple[int, float]:
+    """Random joint actions through `env` (default: the registered env, factors included),
+    resets counted."""
+    env = make(ENV_ID, **ENV_KWARGS) if env is None else env
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     n_actions = env.action_space(env.possible_agents[0]).n
@@ -76,32 +88,42 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     what = f"mappo {ENV_ID}"
-    raws, runs = [], []
+    refs = {"mpe2 env": "mpe2's own parallel env", "raw env": "robustrl's env (`make`)"}
+    speeds: dict[str, list[float]] = {side: [] for side in refs}
+    runs = []
     for r in range(args.rounds):
-        raws.append(record("mappo_speed", what, "raw env", r, *raw_env_speed(args.steps, r)))
+        speeds["mpe2 env"].append(record("mappo_speed", what, "mpe2 env", r,
+                                         *raw_env_speed(args.steps, r, mpe2_env())))
+        speeds["raw env"].append(record("mappo_speed", what, "raw env", r,
+                                        *raw_env_speed(args.steps, r)))
         runs.append(mappo_speed(args.steps, r))
         record("mappo_speed", what, "mappo", r, runs[-1]["steps"], runs[-1]["total_s"])
-        print(f"round {r}: raw {raws[-1]:.0f}, MAPPO {runs[-1]['steps_per_second']:.0f} "
-              f"env steps/s", flush=True)
-    ratio = statistics.median(run["steps_per_second"] / x for run, x in zip(runs, raws))
-    raw = statistics.median(raws)
+        print(f"round {r}: mpe2 {speeds['mpe2 env'][-1]:.0f}, robustrl env "
+              f"{speeds['raw env'][-1]:.0f}, MAPPO {runs[-1]['steps_per_second']:.0f} "
+              "env steps/s", flush=True)
     m = sorted(runs, key=lambda run: run["steps_per_second"])[len(runs) // 2]
     lines = [
-        f"MAPPO vs raw env on {ENV_ID} {ENV_KWARGS}, {args.steps} env steps each, "
+        f"MAPPO vs random actions on {ENV_ID} {ENV_KWARGS}, {args.steps} env steps each, "
         f"torch threads 1, {platform.processor() or platform.machine()}, "
         f"{time.strftime('%Y-%m-%d', time.gmtime())}, load {load_1min():.2f}, "
         f"median of {args.rounds} interleaved rounds",
         "",
-        "| what | env steps/s |",
-        "|---|---|",
-        f"| raw env, random actions | {raw:.0f} |",
+        "| what | env steps/s | MAPPO / this (median of the rounds' ratios, range) |",
+        "|---|---|---|",
+    ]
+    for side, label in refs.items():
+        ratios = [run["steps_per_second"] / x for run, x in zip(runs, speeds[side])]
+        lines.append(f"| {label}, random actions | {statistics.median(speeds[side]):.0f} | "
+                     f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |")
+    lines += [
         f"| MAPPO training (n_envs={m['n_envs']}, n_steps={m['n_steps']}, "
-        f"n_epochs={m['n_epochs']}) | {m['steps_per_second']:.0f} |",
+        f"n_epochs={m['n_epochs']}) | {statistics.median(r['steps_per_second'] for r in runs):.0f} "
+        "| |",
         "",
-        f"MAPPO / raw = {ratio:.2f} (median of the rounds' ratios). Median MAPPO run: rollouts "
-        f"{m['collect']:.1f} s ({m['steps'] / m['collect']:.0f} env steps/s incl. acting), "
-        f"updates {m['update']:.1f} s, of {m['total_s']:.1f} s. Every round's raw timings, "
-        "with the load at measurement: experiments/perf/results/mappo_speed.csv.",
+        f"Median MAPPO run: rollouts {m['collect']:.1f} s ({m['steps'] / m['collect']:.0f} env "
+        f"steps/s incl. acting), updates {m['update']:.1f} s, of {m['total_s']:.1f} s. Every "
+        "round's raw timings, with the load at measurement: "
+        "experiments/perf/results/mappo_speed.csv.",
     ]
     text = "\n".join(lines)
     print(text)

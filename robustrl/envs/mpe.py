@@ -1,9 +1,10 @@
 """Particle worlds (mpe2) as PettingZoo ParallelEnvs with named reward factors.
 
-`make_mpe("simple_spread_v3", N=3, continuous_actions=True)` builds mpe2's own parallel env
-and adds, in every agent's step info, `reward_factors`: the terms that scenario's reward is
-built from, recomputed from the world state after the step (a few float operations per
-agent, so the adapter stays within a few percent of the raw env's speed).
+`make_mpe("simple_spread_v3", N=3, continuous_actions=True)` builds mpe2's scenario as a
+parallel env (`MPEParallelEnv`: the same steps as mpe2's own parallel env, without its
+AEC-to-parallel conversion) and adds, in every agent's step info, `reward_factors`: the terms
+that scenario's reward is built from, recomputed from the world state after the step (a few
+float operations per agent).
 
 Factors are magnitudes seen from the reporting agent's side, each with a fixed direction
 (`envs/mpe.toml`): e.g. in `simple_adversary` every agent reports `goal_distance` (its own
@@ -21,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 import mpe2  # noqa: F401  (fail here, at import, when mpe2 is missing: the registry says what to install)
+import numpy as np
 from pettingzoo import ParallelEnv
-from pettingzoo.utils import BaseParallelWrapper
 
 from robustrl.core.errors import RobustRLError
 
@@ -241,24 +242,96 @@ FACTOR_FNS: dict[str, FactorFn] = {
 }
 
 
-class MPEParallelEnv(BaseParallelWrapper):
-    """mpe2's parallel env plus `reward_factors` in each agent's step info.
+class MPEParallelEnv(ParallelEnv):
+    """An mpe2 scenario as a PettingZoo ParallelEnv, plus `reward_factors` in each agent's info.
 
-    Infos are fresh dicts each step (mpe2 reuses its own), so a stored info never changes.
+    mpe2's own parallel env is its AEC env behind PettingZoo's `aec_to_parallel`: per joint
+    step that walks three wrappers' `__getattr__` chains for every agent and computes every
+    observation twice (in `last()`, then again). This class drives the same core (mpe2's
+    `SimpleEnv`: its `reset`, `_execute_world_step`, `observe`, `state`, `render`) once per
+    joint step, with the action checks of mpe2's wrappers (discrete actions must lie in the
+    space, continuous ones are clipped to it); `tests/envs/test_mpe.py` checks it equals mpe2's
+    parallel env step by step on every scenario. Infos are fresh dicts each step (mpe2 reuses
+    its own), so a stored info never changes.
     """
 
-    def __init__(self, env: ParallelEnv, factor_fn: FactorFn):
-        super().__init__(env)
-        raw = env.unwrapped
+    def __init__(self, raw: Any, factor_fn: FactorFn, env_id: str):
+        self.raw = raw
         self.world = raw.world
         self.scenario = raw.scenario
         self.factor_fn = factor_fn
+        self.env_id = env_id
+        self.metadata = raw.metadata
+        self.render_mode = raw.render_mode
+        self.possible_agents = list(raw.possible_agents)
+        self.observation_spaces = raw.observation_spaces
+        self.action_spaces = raw.action_spaces
+        self.agents: list[str] = []
+        self._index = [raw._index_map[a] for a in self.possible_agents]
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.raw
+
+    def observation_space(self, agent: str) -> Any:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        self.raw.reset(seed=seed, options=options)
+        self.agents = list(self.possible_agents)
+        obs = {a: self.raw.observe(a) for a in self.agents}
+        return obs, {a: dict(self.raw.infos[a]) for a in self.agents}
+
+    def _action(self, agent: str, action: Any) -> Any:
+        space = self.action_spaces[agent]
+        if self.raw.continuous_actions:
+            if np.shape(action) != space.shape or np.isnan(action).any():
+                raise RobustRLError(f"{self.env_id}: agent {agent}'s action {action!r} does "
+                                    f"not fit its action space {space} (shape, or NaN)")
+            return np.clip(action, space.low, space.high)
+        if not space.contains(action):
+            raise RobustRLError(f"{self.env_id}: agent {agent}'s action {action!r} is not in "
+                                f"its action space {space}")
+        return action
 
     def step(self, actions: dict[str, Any]):
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        raw = self.raw
+        if not self.agents:
+            raise RobustRLError(f"{self.env_id}: step() with no live agents; call reset() first "
+                                "(and again after an episode ends)")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise RobustRLError(f"{self.env_id}: no action for agent(s) {missing}; every live "
+                                "agent acts at every step")
+        for agent, i in zip(self.agents, self._index):
+            raw.current_actions[i] = self._action(agent, actions[agent])
+        raw._execute_world_step()
+        raw.steps += 1
+        truncated = raw.steps >= raw.max_cycles
+        terminated = not truncated and bool(raw.scenario.is_terminal(raw.world))
+        agents = self.agents
+        obs = {a: raw.observe(a) for a in agents}
+        rewards = {a: raw.rewards[a] for a in agents}
         factors = self.factor_fn(self.world, self.scenario, rewards)
-        infos = {agent: {**infos.get(agent, {}), KEY: factors[agent]} for agent in rewards}
-        return obs, rewards, terminations, truncations, infos
+        infos = {a: {**raw.infos[a], KEY: factors[a]} for a in agents}
+        if terminated or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            raw.render()
+        return (obs, rewards, dict.fromkeys(agents, terminated),
+                dict.fromkeys(agents, truncated), infos)
+
+    def state(self) -> np.ndarray:
+        return self.raw.state()
+
+    def render(self) -> Any:
+        return self.raw.render()
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def _base_name(scenario: str) -> str:
@@ -282,7 +355,7 @@ def make_mpe(scenario: str, continuous_actions: bool = False, **kwargs: Any) -> 
         valid = ", ".join(p for p in params if p not in ("self", "render_mode"))
         raise RobustRLError(f"mpe/{name}: invalid argument(s) {unknown}; valid: {valid}")
     try:
-        env = module.parallel_env(continuous_actions=continuous_actions, **kwargs)
+        raw = module.raw_env(continuous_actions=continuous_actions, **kwargs)
     except (AssertionError, ValueError, TypeError) as e:
         raise RobustRLError(f"mpe/{name}: invalid arguments {kwargs}: {e}") from None
-    return MPEParallelEnv(env, FACTOR_FNS[name])
+    return MPEParallelEnv(raw, FACTOR_FNS[name], f"mpe/{name}")

@@ -89,6 +89,64 @@ def test_parallel_api_conformance_all(env_id: str, continuous: bool):
     env.close()
 
 
+def _mpe2_parallel_env(env_id: str, **kwargs):
+    """mpe2's own parallel env (its AEC env behind PettingZoo's conversion) for `env_id`."""
+    import mpe2.all_modules
+
+    name = env_id.split("/")[1]
+    [module] = [m for key, m in mpe2.all_modules.mpe_environments.items()
+                if key.split("/")[1].rsplit("_v", 1)[0] == name]
+    return module.parallel_env(**kwargs)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("env_id", MPE_IDS)
+def test_steps_equal_mpe2s_own_parallel_env(env_id: str, continuous: bool):
+    """The adapter steps mpe2's core without the AEC conversion: observations, rewards, flags,
+    infos, live agents and global state equal mpe2's parallel env over three seeded episodes."""
+    kwargs = {"continuous_actions": continuous, "max_cycles": 12}
+    ours, ref = envs.make(env_id, **kwargs), _mpe2_parallel_env(env_id, **kwargs)
+    rng = np.random.default_rng(0)
+    for episode in range(3):
+        results = [ours.reset(seed=episode), ref.reset(seed=episode)]
+        while True:
+            (o1, *rest1), (o2, *rest2) = results
+            assert o1.keys() == o2.keys() and ours.agents == ref.agents
+            for a in o1:
+                np.testing.assert_array_equal(o1[a], o2[a])
+            np.testing.assert_array_equal(ours.state(), ref.state())
+            if len(rest1) == 4:  # a step's rewards, terminations, truncations, infos
+                (r1, te1, tr1, i1), (r2, te2, tr2, i2) = rest1, rest2
+                assert (dict(r1), te1, tr1) == (dict(r2), te2, tr2)
+                assert {a: {k: v for k, v in i.items() if k != "reward_factors"}
+                        for a, i in i1.items()} == i2
+            if not ours.agents:
+                break
+            actions = {}
+            for a in ours.agents:
+                space = ours.action_space(a)
+                actions[a] = (rng.uniform(-0.2, 1.2, space.shape).astype(np.float32)
+                              if continuous else int(rng.integers(space.n)))
+            results = [ours.step(actions), ref.step(actions)]
+    ours.close()
+    ref.close()
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_bad_actions_raise_one_line_errors(continuous: bool):
+    env = envs.make(FAST_ID, continuous_actions=continuous)
+    with pytest.raises(RobustRLError, match="call reset"):
+        env.step({})
+    env.reset(seed=0)
+    bad = np.zeros(3, np.float32) if continuous else 7
+    good = env.action_space("agent_0").sample()
+    for actions, match in [({"agent_0": good}, "no action for agent"),
+                           ({a: bad for a in env.agents}, "agent_0's action")]:
+        with pytest.raises(RobustRLError, match=match) as err:
+            env.step(actions)
+        assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("env_id", MPE_IDS)
 def test_spaces_match_spec(env_id: str):
     env = envs.make(env_id)

@@ -267,7 +267,6 @@ class MPEParallelEnv(ParallelEnv):
         self.observation_spaces = raw.observation_spaces
         self.action_spaces = raw.action_spaces
         self.agents: list[str] = []
-        self._index = [raw._index_map[a] for a in self.possible_agents]
 
     @property
     def unwrapped(self) -> Any:
@@ -298,21 +297,20 @@ class MPEParallelEnv(ParallelEnv):
         return action
 
     def step(self, actions: dict[str, Any]):
-        raw = self.raw
-        if not self.agents:
+        raw, agents = self.raw, self.agents
+        if not agents:
             raise RobustRLError(f"{self.env_id}: step() with no live agents; call reset() first "
                                 "(and again after an episode ends)")
-        missing = [a for a in self.agents if a not in actions]
+        missing = [a for a in agents if a not in actions]
         if missing:
             raise RobustRLError(f"{self.env_id}: no action for agent(s) {missing}; every live "
                                 "agent acts at every step")
-        for agent, i in zip(self.agents, self._index):
-            raw.current_actions[i] = self._action(agent, actions[agent])
+        for agent in agents:
+            raw.current_actions[raw._index_map[agent]] = self._action(agent, actions[agent])
         raw._execute_world_step()
         raw.steps += 1
         truncated = raw.steps >= raw.max_cycles
         terminated = not truncated and bool(raw.scenario.is_terminal(raw.world))
-        agents = self.agents
         obs = {a: raw.observe(a) for a in agents}
         rewards = {a: raw.rewards[a] for a in agents}
         factors = self.factor_fn(self.world, self.scenario, rewards)

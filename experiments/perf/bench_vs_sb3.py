@@ -8,11 +8,13 @@ Identical settings on both sides, the same env, the same torch thread count:
                    actor and critic, observation and reward normalization (SB3: VecNormalize);
                    the first rollout + update is the (untimed) warm-up.
 The timed phase runs `--steps` env steps. Sides are interleaved in rounds (A B A B ...) so
-drifting machine load hits both alike; the ratio of medians is reported. Every round's
-timing goes to results/bench_vs_sb3.csv with the date and load average (timings.py).
+drifting machine load hits both alike; the ratio of medians is reported. `--raw-env` adds a
+third side to each round: the same number of uniform-random actions through
+`gymnasium.make(env)` (resets counted), the ceiling any learner on that env stays under. Every
+round's timing goes to results/bench_vs_sb3.csv with the date and load average (timings.py).
 
     python experiments/perf/bench_vs_sb3.py sac --steps 1000 --rounds 3 --threads 1
-    python experiments/perf/bench_vs_sb3.py ppo --steps 20480 --rounds 3 --threads 1
+    python experiments/perf/bench_vs_sb3.py ppo --steps 10240 --rounds 3 --threads 1 --raw-env
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ def time_sb3(algo: str, env_id: str, warmup: int, steps: int, seed: int) -> tupl
     return model.num_timesteps - first, time.perf_counter() - start
 
 
+def time_raw_env(env_id: str, steps: int, seed: int) -> tuple[int, float]:
+    """Uniform-random actions through the registered Gymnasium env, resets counted."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return steps, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("algo", choices=["sac", "hybrid_sac", "ppo"])
@@ -77,19 +92,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="sac: random steps first")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--raw-env", action="store_true",
+                        help="also time random actions through gymnasium.make(env) each round")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     what = f"{args.algo} {args.env}"
-    ours, theirs = [], []
+    ours, theirs, raw = [], [], []
     for r in range(args.rounds):
         ours.append(record("bench_vs_sb3", what, "robustrl", r,
                            *time_robustrl(args.algo, args.env, args.warmup, args.steps, r)))
         theirs.append(record("bench_vs_sb3", what, "sb3", r,
                              *time_sb3(args.algo, args.env, args.warmup, args.steps, r)))
-        print(f"round {r}: robustrl {ours[-1]:.1f} steps/s, SB3 {theirs[-1]:.1f} steps/s",
-              flush=True)
+        if args.raw_env:
+            raw.append(record("bench_vs_sb3", what, "raw env", r,
+                              *time_raw_env(args.env, args.steps, r)))
+        print(f"round {r}: robustrl {ours[-1]:.1f} steps/s, SB3 {theirs[-1]:.1f} steps/s"
+              + (f", raw env {raw[-1]:.0f} steps/s" if raw else ""), flush=True)
     result = {
         "algo": args.algo, "env": args.env, "threads": args.threads, "timed_steps": args.steps,
         "robustrl_steps_per_s": statistics.median(ours),
@@ -103,6 +123,15 @@ def main() -> None:
           f"{result['sb3_steps_per_s']:.1f} steps/s -> ratio {result['ratio']:.2f}x "
           f"({args.env}, {args.threads} thread(s), median of {args.rounds} rounds; median of the "
           f"rounds' ratios {result['median_round_ratio']:.2f}x; load {load_1min():.2f})")
+    if raw:
+        result["raw_env_steps_per_s"] = statistics.median(raw)
+        result["fraction_of_raw_env"] = statistics.median(ours) / statistics.median(raw)
+        print(f"robustrl {args.algo} at {result['fraction_of_raw_env']:.2f}x the raw env's "
+              f"random-action speed ({result['robustrl_steps_per_s']:.1f} vs "
+              f"{result['raw_env_steps_per_s']:.0f} steps/s; median of the rounds' ratios "
+              f"{statistics.median(o / w for o, w in zip(ours, raw)):.2f}x, lowest "
+              f"{min(o / w for o, w in zip(ours, raw)):.2f}x, highest "
+              f"{max(o / w for o, w in zip(ours, raw)):.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

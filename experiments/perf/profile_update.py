@@ -12,7 +12,9 @@ per-op self times are summed into: matrix products (forward and backward), Adam,
 critics' lerp, other tensor ops (ReLU, tanh, losses, their gradients, copies) and autograd /
 Python bookkeeping (autograd nodes, optimizer wrappers, everything not a kernel). The profiler
 adds its own per-op cost, so the kinds are shares of the profiled time; the plain ms per update
-is the figure to compare. Rows go to results/profile_update.csv (timings.py's columns + kinds).
+is the figure to compare. For SAC the script also times its 16 large matrix products on their
+own (`matmul_floor_ms`): the part of an update no overhead removal can touch. Rows go to
+results/profile_update.csv (timings.py's columns + kinds + that floor).
 
 ppo (bench_vs_sb3.py's settings: HalfCheetah-v5, 1 env, 2048-step rollouts, 10 epochs of
 minibatch 64, 64×64 tanh) and mappo (mappo_speed.py's: mpe/simple_spread N=3, the mpe/*
@@ -64,6 +66,21 @@ def print_kinds(share: dict[str, float], ms: float) -> None:
     print("| kind | share of profiled time | ≈ ms per update |\n|---|---|---|")
     for k in KINDS:
         print(f"| {k} | {share[k]:.0%} | {share[k] * ms:.2f} |")
+
+
+def matmul_floor_ms(products: int = 16, repeats: int = 200) -> tuple[float, float]:
+    """SAC's arithmetic floor: the time of its `products` 256×256 by 256×256 matrix products per
+    update (twin critics forward and backward, target critics, actor forward and backward, the
+    actor loss's critic pass), each timed as half a (2, 256, 256) batched product, the twin
+    critics' shape. Returns (ms per update, GFLOP/s reached)."""
+    a, b = torch.randn(2, 256, 256), torch.randn(2, 256, 256)
+    for _ in range(20):
+        torch.bmm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.bmm(a, b)
+    per_product = (time.perf_counter() - start) / (2 * repeats)
+    return products * per_product * 1e3, 2 * 256**3 / per_product / 1e9
 
 
 def on_policy_agent(algo: str, env: str):  # noqa: ANN201 (a PPO or MAPPO)
@@ -154,12 +171,17 @@ def main() -> None:
         updates(args.updates)
     share = kind_shares(prof)
 
+    floor, gflops = matmul_floor_ms() if args.algo == "sac" else (None, None)
     print(f"{args.algo} on {args.env}: {ms:.2f} ms per update (plain, {args.updates} updates, "
           f"load {load_1min():.2f})")
+    if floor is not None:
+        print(f"arithmetic floor: its 16 matrix products take {floor:.2f} ms at the "
+              f"{gflops:.0f} GFLOP/s one core reaches here ({floor / ms:.0%} of the update)")
     print_kinds(share, ms)
     append("profile_update", {**stamp(), "algo": args.algo, "env": args.env,
                               "updates": args.updates, "ms_per_update": f"{ms:.3f}",
-                              **{k: f"{share[k]:.4f}" for k in KINDS}})
+                              **{k: f"{share[k]:.4f}" for k in KINDS},
+                              "matmul_floor_ms": "" if floor is None else f"{floor:.3f}"})
 
 if __name__ == "__main__":
     main()

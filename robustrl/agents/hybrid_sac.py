@@ -183,6 +183,7 @@ class HybridSAC(Agent):
                                 ernie=False, relabel=False, learned_reward=False, gpu=False)
     """relabel / learned_reward: the buffer holds (joint index, normalized parameters), not the
     env's actions, so a reward model cannot rescore it."""
+    batched_act = True
     STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha_d",
              "log_alpha_c", "alpha_opt", "stats.episodes")
 

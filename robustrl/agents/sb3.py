@@ -63,6 +63,7 @@ class SB3Agent(Agent):
 
     Config = SB3Config
     algo: str = "ppo"
+    batched_act = True  # SB3's predict acts on a stack of observations row by row
 
     def __init__(self, env: Any, config: Any = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None, model: Any = None,

@@ -1,10 +1,10 @@
-"""SAC throughput on the GPU (run.device=cuda) vs the CPU, side by side; skips without a GPU.
+"""SAC / Hybrid SAC throughput on the GPU (run.device=cuda) vs the CPU, side by side.
 
-For each device: SAC gradient updates per second at batch 256 (networks 256x256, replay
-batches moved to the device once each) and env steps per second of a short HalfCheetah-v5
-training run (one update per env step). Appends to results/gpu_throughput.csv.
+Skips without a GPU. For each device: gradient updates per second at batch 256 (networks
+256x256, replay batches moved to the device once each) and env steps per second of a short
+HalfCheetah-v5 training run (one update per env step). Appends to results/gpu_throughput.csv.
 
-    python experiments/perf/gpu_throughput.py --updates 500
+    python experiments/perf/gpu_throughput.py --updates 500 [--agent hybrid_sac]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from robustrl.agents import agent_class, resolve_config
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_throughput.csv"
 
 
-def measure(env: str, device: str, updates: int) -> tuple[float, float]:
-    cfg = resolve_config("sac", env, {"learning_starts": 300})
-    agent = agent_class("sac")(env, cfg, seed=0, device=device)
+def measure(name: str, env: str, device: str, updates: int) -> tuple[float, float]:
+    cfg = resolve_config(name, env, {"learning_starts": 300})
+    agent = agent_class(name)(env, cfg, seed=0, device=device)
     agent.learn(300)  # random warm-up fills the replay
     batch = agent.buffer.sample(256, agent.rng, agent.device)
     agent.update(batch)
@@ -47,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/HalfCheetah-v5")
     parser.add_argument("--updates", type=int, default=500)
+    parser.add_argument("--agent", choices=["sac", "hybrid_sac"], default="sac")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_throughput: skipped, this torch build sees no GPU")
@@ -54,9 +55,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for device in ("cpu", "cuda"):
-        ups, sps = measure(args.env, device, args.updates)
+        ups, sps = measure(args.agent, args.env, device, args.updates)
         rows.append((device, ups, sps))
-        print(f"{device}: {ups:.0f} SAC updates/s, {sps:.0f} env steps/s "
+        print(f"{device}: {ups:.0f} {args.agent} updates/s, {sps:.0f} env steps/s "
               f"({torch.cuda.get_device_name() if device == 'cuda' else 'one thread'})")
     load = os.getloadavg()[0]
     RESULTS.parent.mkdir(exist_ok=True)
@@ -64,11 +65,11 @@ def main() -> None:
     with RESULTS.open("a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(["date", "env", "device", "updates_per_s", "env_steps_per_s", "gpu",
+            w.writerow(["date", "agent", "env", "device", "updates_per_s", "env_steps_per_s", "gpu",
                         "load_average"])
         date = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
         for device, ups, sps in rows:
-            w.writerow([date, args.env, device, f"{ups:.1f}", f"{sps:.1f}",
+            w.writerow([date, args.agent, args.env, device, f"{ups:.1f}", f"{sps:.1f}",
                         torch.cuda.get_device_name(), f"{load:.1f}"])
 
 

@@ -167,7 +167,7 @@ class HybridActor(nn.Module):
 
     def _joint(self, values: torch.Tensor | None, obs: torch.Tensor) -> torch.Tensor:
         if values is None:
-            return torch.zeros(obs.shape[0], dtype=torch.long)
+            return torch.zeros(obs.shape[0], dtype=torch.long, device=obs.device)
         return (values * self.strides).sum(-1)
 
 
@@ -180,7 +180,7 @@ class HybridSAC(Agent):
     capabilities = Capabilities(agents="single", learning="off-policy",
                                 action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete,
                                                spaces.Dict, spaces.Tuple),
-                                ernie=False, relabel=False, learned_reward=False, gpu=False)
+                                ernie=False, relabel=False, learned_reward=False, gpu=True)
     """relabel / learned_reward: the buffer holds (joint index, normalized parameters), not the
     env's actions, so a reward model cannot rescore it."""
     batched_act = True
@@ -201,9 +201,10 @@ class HybridSAC(Agent):
                 f"{cfg.max_joint_actions} (the critics output one value per joint action); "
                 "raise it or use fewer/smaller discrete parts")
         self.obs_dim = obs_dim = int(np.prod(self.observation_space.shape))
-        self.actor = HybridActor(obs_dim, layout, cfg.hidden, cfg.log_std_min, cfg.log_std_max)
+        self.actor = HybridActor(obs_dim, layout, cfg.hidden, cfg.log_std_min,
+                                 cfg.log_std_max).to(self.device)
         self.critic = EnsembleMLP(cfg.n_critics, obs_dim + layout.cont_dim, cfg.hidden,
-                                  layout.n_joint)
+                                  layout.n_joint).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         lr = {k: cfg.lr if getattr(cfg, k) is None else getattr(cfg, k)
               for k in ("actor_lr", "critic_lr", "alpha_lr")}
@@ -211,16 +212,17 @@ class HybridSAC(Agent):
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr["critic_lr"],
                                            fused=True)
         self.log_alpha_d = torch.tensor(math.log(cfg.alpha_discrete or cfg.alpha_init),
-                                        requires_grad=True)
+                                        requires_grad=True, device=self.device)
         self.log_alpha_c = torch.tensor(math.log(cfg.alpha_continuous or cfg.alpha_init),
-                                        requires_grad=True)
+                                        requires_grad=True, device=self.device)
         self.alpha_opt = torch.optim.Adam([self.log_alpha_d, self.log_alpha_c], lr=lr["alpha_lr"])
         self.has_discrete = bool(layout.discrete_sizes)
         self.has_continuous = layout.cont_dim > 0
         self.target_entropy_d = (cfg.target_entropy_discrete
                                  if cfg.target_entropy_discrete is not None
                                  else cfg.discrete_entropy_fraction * math.log(layout.n_joint))
-        dims = torch.as_tensor(layout.param_matrix.sum(0))  # (N,) continuous dims per choice
+        # (N,) continuous dims per choice
+        dims = torch.as_tensor(layout.param_matrix.sum(0), device=self.device)
         self.target_entropy_c = (torch.full_like(dims, cfg.target_entropy_continuous)
                                  if cfg.target_entropy_continuous is not None else -dims)
         self.buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), (1 + layout.cont_dim,))
@@ -241,9 +243,10 @@ class HybridSAC(Agent):
         """The env's action for one observation; a batch of observations gives a list (a
         stacked array for Box/Discrete/MultiDiscrete spaces)."""
         batched = np.ndim(obs) > 1
-        x = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.obs_dim)
         joint, cont = self.actor.mode(x) if deterministic else self.actor.sample(x)
-        actions = [self.layout.decode(int(k), c) for k, c in zip(joint, cont.numpy())]
+        joint, cont = joint.cpu().numpy(), cont.cpu().numpy()
+        actions = [self.layout.decode(int(k), c) for k, c in zip(joint, cont)]
         if not batched:
             return actions[0]
         if isinstance(self.action_space, (spaces.Dict, spaces.Tuple)):
@@ -294,7 +297,7 @@ class HybridSAC(Agent):
         actor_loss.backward(inputs=list(self.actor.parameters()))
         self.actor_opt.step()
 
-        alpha_loss = torch.zeros(())
+        alpha_loss = torch.zeros((), device=self.device)
         if self.has_discrete and cfg.alpha_discrete is None:
             alpha_loss = alpha_loss + self.log_alpha_d * (entropy_d - self.target_entropy_d).mean()
         if self.has_continuous and cfg.alpha_continuous is None:
@@ -329,7 +332,8 @@ class HybridSAC(Agent):
             action = self.action_space.sample()
             return action, self.layout.encode(action)
         with torch.no_grad():
-            x = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
+            x = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
             joint, cont = self.actor.sample(x)
-        encoded = np.concatenate([[float(joint[0])], cont[0].numpy()]).astype(np.float32)
-        return self.layout.decode(int(joint[0]), cont[0].numpy()), encoded
+        k, c = int(joint.cpu()[0]), cont.cpu().numpy()[0]
+        encoded = np.concatenate([[float(k)], c]).astype(np.float32)
+        return self.layout.decode(k, c), encoded

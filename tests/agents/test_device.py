@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustrl.agents import agent_class
+from robustrl.agents import agent_class, resolve_config
 from robustrl.core.errors import RobustRLError
 from robustrl.train.run import build_run, train
 
@@ -48,3 +48,42 @@ def test_run_device_is_checked_before_anything_is_written(tmp_path):
     cfg = build_run("sac", "gym/Pendulum-v1", 40, overrides={"run.device": "cpu",
                                                              "learning_starts": 20})
     assert train(cfg, tmp_path / "cpu", show_progress=False).device == torch.device("cpu")
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch's meta device standing in for a GPU: like CUDA it refuses an operand left on the
+    CPU (0-dim scalars aside), so a missed `.to(device)` fails here as it would there. Meta
+    tensors have shapes but no data; fused Adam is let through (its kernels have meta shapes)."""
+    from torch.optim import optimizer
+
+    supported = optimizer._get_fused_kernels_supported_devices
+    monkeypatch.setattr(optimizer, "_get_fused_kernels_supported_devices",
+                        lambda: [*supported(), "meta"])
+    return "meta"
+
+
+@pytest.mark.parametrize(("name", "env_id"), [
+    ("sac", "gym/Pendulum-v1"),
+    ("hybrid_sac", "hybrid/platform"),  # discrete choice + its parameters
+    ("hybrid_sac", "gym/CartPole-v1"),  # discrete only
+    ("hybrid_sac", "gym/Pendulum-v1"),  # continuous only
+])
+def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, fake_gpu):
+    cls = agent_class(name)
+    assert cls.capabilities.gpu
+    config = resolve_config(name, env_id, {"learning_starts": 64, "batch_size": 32})
+    agent = cls(env_id, config, seed=0, device=fake_gpu)
+    agent.learn(64)  # uniform-random steps fill the replay; no network runs yet
+    metrics = agent.update(agent.buffer.sample(32, agent.rng, agent.device))
+    assert all(v.device.type == "meta" for v in metrics.values())
+    for attr in agent.STATE:
+        value = getattr(agent, attr, None)
+        tensors = ([*value.parameters(), *value.buffers()] if isinstance(value, torch.nn.Module)
+                   else [value] if isinstance(value, torch.Tensor) else [])
+        assert all(t.device.type == "meta" for t in tensors), attr
+    obs = agent.buffer.sample(8, agent.rng)["obs"].numpy()
+    # acting runs on the device up to the copy back to the host, which meta cannot make
+    for deterministic in (True, False):
+        with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+            agent.act(obs, deterministic)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from robustrl.agents import agent_class, resolve_config
 from robustrl.core.errors import RobustRLError
+from robustrl.train.offline import offline_worker_class
 from robustrl.train.run import build_run, train
 
 
@@ -87,3 +89,13 @@ def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, fake_gpu):
     for deterministic in (True, False):
         with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
             agent.act(obs, deterministic)
+
+
+@pytest.mark.parametrize("name", ["awac", "cql", "iql", "td3bc"])
+def test_offline_workers_act_on_the_device(name, fake_gpu):
+    cls = offline_worker_class(name)
+    worker = cls(6, 2, cls.Config(hidden=(32, 32)), device=fake_gpu)
+    assert all(p.device.type == "meta" for n in worker.modules
+               for p in getattr(worker, n).parameters())
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        worker.act(np.zeros((4, 6), np.float32))

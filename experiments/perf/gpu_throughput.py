@@ -1,10 +1,12 @@
-"""SAC / Hybrid SAC throughput on the GPU (run.device=cuda) vs the CPU, side by side.
+"""SAC / Hybrid SAC / PPO throughput on the GPU (run.device=cuda) vs the CPU, side by side.
 
-Skips without a GPU. For each device: gradient updates per second at batch 256 (networks
-256x256, replay batches moved to the device once each) and env steps per second of a short
-HalfCheetah-v5 training run (one update per env step). Appends to results/gpu_throughput.csv.
+Skips without a GPU. For each device: updates per second (SAC, Hybrid SAC: gradient steps at
+batch 256, networks 256x256, replay batches moved to the device once each; PPO: whole updates
+of its env's settings, every epoch and minibatch of one rollout) and env steps per second of a
+short HalfCheetah-v5 training run. Appends to results/gpu_throughput.csv.
 
     python experiments/perf/gpu_throughput.py --updates 500 [--agent hybrid_sac]
+    python experiments/perf/gpu_throughput.py --agent ppo --updates 5
 """
 
 from __future__ import annotations
@@ -23,18 +25,24 @@ from robustrl.agents import agent_class, resolve_config
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_throughput.csv"
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def measure(name: str, env: str, device: str, updates: int) -> tuple[float, float]:
+    if name == "ppo":
+        return measure_ppo(env, device, updates)
     cfg = resolve_config(name, env, {"learning_starts": 300})
     agent = agent_class(name)(env, cfg, seed=0, device=device)
     agent.learn(300)  # random warm-up fills the replay
     batch = agent.buffer.sample(256, agent.rng, agent.device)
     agent.update(batch)
-    sync = torch.cuda.synchronize if agent.device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(agent.device)
     t0 = time.perf_counter()
     for _ in range(updates):
         agent.update(agent.buffer.sample(256, agent.rng, agent.device))
-    sync()
+    synchronize(agent.device)
     per_update = (time.perf_counter() - t0) / updates
     t0 = time.perf_counter()
     agent.learn(300 + updates)
@@ -43,11 +51,32 @@ def measure(name: str, env: str, device: str, updates: int) -> tuple[float, floa
     return 1 / per_update, steps
 
 
+def measure_ppo(env: str, device: str, updates: int) -> tuple[float, float]:
+    """PPO updates per second on one rollout's batch, then env steps per second of `updates`
+    rollouts with their updates (acting runs on a CPU snapshot whatever the device)."""
+    agent = agent_class("ppo")(env, resolve_config("ppo", env), seed=0, device=device)
+    size = agent.config.n_envs * agent.config.n_steps
+    agent.learn(size)  # opens the envs; first rollout + update as the warm-up
+    batch = agent._collect()
+    agent.num_steps += size
+    synchronize(agent.device)
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        agent.update(batch)
+    synchronize(agent.device)
+    per_update = (time.perf_counter() - t0) / updates
+    t0 = time.perf_counter()
+    agent.learn(agent.num_steps + updates * size)
+    steps = updates * size / (time.perf_counter() - t0)
+    agent.close()
+    return 1 / per_update, steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/HalfCheetah-v5")
     parser.add_argument("--updates", type=int, default=500)
-    parser.add_argument("--agent", choices=["sac", "hybrid_sac"], default="sac")
+    parser.add_argument("--agent", choices=["sac", "hybrid_sac", "ppo"], default="sac")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_throughput: skipped, this torch build sees no GPU")

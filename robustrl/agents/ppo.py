@@ -197,14 +197,14 @@ class PPO(Agent):
     Config = PPOConfig
     capabilities = Capabilities(agents="single", learning="on-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
-                                relabel=False, learned_reward=True, gpu=False)
+                                relabel=False, learned_reward=True, gpu=True)
     batched_act = True
     STATE = ("net", "opt", "obs_rms", "ret_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
         cfg = self.config
         self.obs_dim = int(np.prod(self.observation_space.shape))
-        self.net = ActorCritic(self.obs_dim, self.action_space, cfg)
+        self.net = ActorCritic(self.obs_dim, self.action_space, cfg).to(self.device)
         self.opt = FlatAdam(self.net, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
         self.ernie = attach(cfg.robust, self.name, logits=self.net.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
@@ -230,13 +230,13 @@ class PPO(Agent):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        x = torch.from_numpy(self._norm_obs(obs))
+        x = torch.from_numpy(self._norm_obs(obs)).to(self.device)
         dist = self.net.distribution(x)
         if deterministic:
             a = dist.probs.argmax(-1) if self.net.discrete else dist.mean
         else:
             a = dist.sample()
-        a = a.numpy()
+        a = a.cpu().numpy()
         if not self.net.discrete:
             a = np.clip(a, self.action_space.low.ravel(), self.action_space.high.ravel())
         batch_shape = np.shape(obs)[:-1]
@@ -259,7 +259,7 @@ class PPO(Agent):
         rew_buf = np.zeros((t_max, n), np.float32)
         done_buf = np.zeros((t_max, n), np.float32)
         val_buf = np.zeros((t_max + 1, n), np.float32)
-        log_std = self.net.log_std.detach().numpy().astype(np.float64)
+        log_std = self.net.log_std.detach().cpu().numpy().astype(np.float64)
         # actor and critic in one numpy pass: outputs [actor's | value]
         both = NumpyMLP.joint(self.net.actor, self.net.critic)
         k = self.net.actor[-1].out_features
@@ -292,7 +292,10 @@ class PPO(Agent):
 
         advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
         returns = advantages + val_buf[:t_max]
-        flat = lambda a: torch.from_numpy(a.reshape(t_max * n, *a.shape[2:]))  # noqa: E731
+
+        def flat(a: np.ndarray) -> torch.Tensor:  # (T, n, ...) -> (T * n, ...) on the device
+            return torch.from_numpy(a.reshape(t_max * n, *a.shape[2:])).to(self.device)
+
         return {"obs": flat(obs_buf), "actions": flat(act_buf), "logp": flat(logp_buf),
                 "advantages": flat(advantages), "returns": flat(returns),
                 "values": flat(val_buf[:t_max])}

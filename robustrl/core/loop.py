@@ -45,6 +45,7 @@ def minibatches(batch: dict[str, torch.Tensor],
     """
     size = len(next(iter(batch.values())))
     mb = size // n_minibatches
-    perm = torch.randperm(size)[:mb * n_minibatches]
+    # drawn on the CPU generator whatever the tensors' device, so runs match across devices
+    perm = torch.randperm(size)[:mb * n_minibatches].to(next(iter(batch.values())).device)
     return {k: v.index_select(0, perm).view(n_minibatches, mb, *v.shape[1:])
             for k, v in batch.items()}

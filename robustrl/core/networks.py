@@ -39,8 +39,8 @@ class NumpyMLP:
         self.layers: list[tuple[np.ndarray, np.ndarray] | Any] = []
         for m in net:
             if isinstance(m, nn.Linear):
-                self.layers.append((m.weight.detach().numpy().T.copy(),
-                                    m.bias.detach().numpy().copy()))
+                self.layers.append((m.weight.detach().cpu().numpy().T.copy(),
+                                    m.bias.detach().cpu().numpy().copy()))
             elif type(m) in self.ACTIVATIONS:
                 self.layers.append(self.ACTIVATIONS[type(m)])
             else:

@@ -41,8 +41,8 @@ class RunningMeanStd:
         of its dtype, differentiable (perturbation attacks and ERNIE take gradients through
         the learners' normalizer)."""
         if isinstance(x, torch.Tensor):
-            mean = torch.as_tensor(self.mean, dtype=x.dtype)
-            std = torch.as_tensor(self.std, dtype=x.dtype)
+            mean = torch.as_tensor(self.mean, dtype=x.dtype, device=x.device)
+            std = torch.as_tensor(self.std, dtype=x.dtype, device=x.device)
             return ((x - mean) / std).clamp(-self.clip, self.clip)
         return np.clip((x - self.mean) / self.std, -self.clip, self.clip).astype(np.float32)
 

@@ -19,8 +19,8 @@ def test_cuda_without_gpu_is_one_line():
 
 
 def test_cpu_only_learner_refuses_cuda():
-    with pytest.raises(RobustRLError, match="ppo runs on the CPU only|sees no GPU"):
-        agent_class("ppo")("gym/CartPole-v1", device="cuda")
+    with pytest.raises(RobustRLError, match="idqn runs on the CPU only|sees no GPU"):
+        agent_class("idqn")("mpe/simple_spread", device="cuda")
     with pytest.raises(RobustRLError, match="unknown torch device"):
         agent_class("sac")("gym/Pendulum-v1", device="gpu0")
 
@@ -41,7 +41,7 @@ def test_explicit_cpu_matches_default():
 
 def test_run_device_is_checked_before_anything_is_written(tmp_path):
     with pytest.raises(RobustRLError, match="runs on the CPU only"):
-        build_run("ppo", "gym/CartPole-v1", 64, overrides={"run.device": "cuda"})
+        build_run("idqn", "mpe/simple_spread", 64, overrides={"run.device": "cuda"})
     if not torch.cuda.is_available():
         cfg = build_run("sac", "gym/Pendulum-v1", 64, overrides={"run.device": "cuda"})
         with pytest.raises(RobustRLError, match="sees no GPU"):
@@ -101,3 +101,24 @@ def test_offline_workers_act_on_the_device(name, fake_gpu):
                for p in getattr(worker, n).parameters())
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
         worker.act(np.zeros((4, 6), np.float32))
+
+
+@pytest.mark.parametrize("env_id", ["gym/CartPole-v1", "gym/Pendulum-v1"])
+def test_ppo_updates_and_acts_on_the_device(env_id, fake_gpu, monkeypatch):
+    from robustrl.agents import ppo
+
+    config = resolve_config("ppo", env_id, {"n_envs": 2, "n_steps": 32, "n_minibatches": 2,
+                                            "n_epochs": 2})
+    agent = agent_class("ppo")(env_id, config, seed=0, device=fake_gpu)
+    assert all(p.device.type == "meta" for p in agent.net.parameters())
+    on_cpu = agent_class("ppo")(env_id, config, seed=0)
+    on_cpu.learn(64)
+    batch = {k: v.to(fake_gpu) for k, v in on_cpu._collect().items()}  # a rollout's tensors
+    # the update's last step reads its metrics back to the host, which meta cannot do
+    monkeypatch.setattr(ppo, "update_metrics", lambda *args: {})
+    agent.update(batch)
+    assert all(p.device.type == "meta" for p in agent.net.parameters())
+    assert agent.opt.flat.device.type == "meta"
+    assert agent.policy_output(batch["obs"][:4]).device.type == "meta"  # attacks, ERNIE
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        agent.act(np.zeros((4, agent.obs_dim), np.float32))

@@ -71,14 +71,14 @@ class FlatAdam:
         grad = self.flat.grad
         grad.zero_()
         loss.backward()
-        if self.max_grad_norm is not None and grad.device.type == "cpu":
-            # clip_grad_norm_'s rule; on the CPU the norm is read as a float (one op) and a
-            # scale of 1 skipped
-            scale = self.max_grad_norm / (grad.norm().item() + 1e-6)
-            if scale < 1.0:
-                grad.mul_(scale)
-        elif self.max_grad_norm is not None:  # on a GPU without reading the norm back (a sync)
-            grad.mul_((self.max_grad_norm / (grad.norm() + 1e-6)).clamp(max=1.0))
+        if self.max_grad_norm is not None:  # clip_grad_norm_'s rule
+            norm = grad.norm()
+            if grad.is_cpu:  # the norm read as a float (one op), a scale of 1 skipped
+                scale = self.max_grad_norm / (norm.item() + 1e-6)
+                if scale < 1.0:
+                    grad.mul_(scale)
+            else:  # on a GPU without reading the norm back (a host sync per step)
+                grad.mul_((self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
         self._adam()
 
     def _adam(self) -> None:

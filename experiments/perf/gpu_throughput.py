@@ -1,12 +1,13 @@
-"""SAC / Hybrid SAC / PPO throughput on the GPU (run.device=cuda) vs the CPU, side by side.
+"""SAC / Hybrid SAC / PPO / MAPPO / IPPO throughput on the GPU (run.device=cuda) vs the CPU.
 
 Skips without a GPU. For each device: updates per second (SAC, Hybrid SAC: gradient steps at
-batch 256, networks 256x256, replay batches moved to the device once each; PPO: whole updates
-of its env's settings, every epoch and minibatch of one rollout) and env steps per second of a
-short HalfCheetah-v5 training run. Appends to results/gpu_throughput.csv.
+batch 256, networks 256x256, replay batches moved to the device once each; PPO, MAPPO, IPPO:
+whole updates of the env's settings, every epoch and minibatch of one rollout) and env steps
+per second of a short training run. Appends to results/gpu_throughput.csv.
 
     python experiments/perf/gpu_throughput.py --updates 500 [--agent hybrid_sac]
     python experiments/perf/gpu_throughput.py --agent ppo --updates 5
+    python experiments/perf/gpu_throughput.py --agent mappo --env mpe/simple_spread --updates 5
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from robustrl.agents import agent_class, resolve_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_throughput.csv"
+ON_POLICY = ("ppo", "mappo", "ippo")
 
 
 def synchronize(device: torch.device) -> None:
@@ -31,8 +33,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure(name: str, env: str, device: str, updates: int) -> tuple[float, float]:
-    if name == "ppo":
-        return measure_ppo(env, device, updates)
+    if name in ON_POLICY:
+        return measure_on_policy(name, env, device, updates)
     cfg = resolve_config(name, env, {"learning_starts": 300})
     agent = agent_class(name)(env, cfg, seed=0, device=device)
     agent.learn(300)  # random warm-up fills the replay
@@ -51,10 +53,10 @@ def measure(name: str, env: str, device: str, updates: int) -> tuple[float, floa
     return 1 / per_update, steps
 
 
-def measure_ppo(env: str, device: str, updates: int) -> tuple[float, float]:
-    """PPO updates per second on one rollout's batch, then env steps per second of `updates`
-    rollouts with their updates (acting runs on a CPU snapshot whatever the device)."""
-    agent = agent_class("ppo")(env, resolve_config("ppo", env), seed=0, device=device)
+def measure_on_policy(name: str, env: str, device: str, updates: int) -> tuple[float, float]:
+    """Updates per second on one rollout's batch, then env steps per second of `updates`
+    rollouts with their updates (the rollouts' networks run on CPU snapshots)."""
+    agent = agent_class(name)(env, resolve_config(name, env), seed=0, device=device)
     size = agent.config.n_envs * agent.config.n_steps
     agent.learn(size)  # opens the envs; first rollout + update as the warm-up
     batch = agent._collect()
@@ -76,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/HalfCheetah-v5")
     parser.add_argument("--updates", type=int, default=500)
-    parser.add_argument("--agent", choices=["sac", "hybrid_sac", "ppo"], default="sac")
+    parser.add_argument("--agent", choices=["sac", "hybrid_sac", *ON_POLICY], default="sac")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_throughput: skipped, this torch build sees no GPU")

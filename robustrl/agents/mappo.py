@@ -75,7 +75,7 @@ class MAPPO(MultiAgent):
     Config = MAPPOConfig
     capabilities = Capabilities(agents="multi", learning="on-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
-                                relabel=False, learned_reward=True, gpu=False)
+                                relabel=False, learned_reward=True, gpu=True)
     STATE = ("net", "opt", "obs_rms", "state_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
@@ -101,6 +101,7 @@ class MAPPO(MultiAgent):
         self.net.critic = mlp(critic_in, cfg.hidden, 1, act)
         orthogonal_init(self.net.critic)
         nn.init.orthogonal_(self.net.critic[-1].weight, 1.0)
+        self.net.to(self.device)
         self.opt = FlatAdam(self.net, lr=cfg.lr, eps=1e-5, max_grad_norm=cfg.max_grad_norm)
         self.ernie = attach(cfg.robust, self.name, logits=self.discrete)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
@@ -116,7 +117,7 @@ class MAPPO(MultiAgent):
         return self.obs_rms if self.config.normalize_obs else None
 
     def _actor_in(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.inputs(obs, self._rms))
+        return torch.from_numpy(self.inputs(obs, self._rms)).to(self.device)
 
     def _global(self, obs: np.ndarray, state: np.ndarray | None) -> np.ndarray:
         """(E, N, obs_dim), (E, state_dim) -> the centralized critic's state (E, state_dim)."""
@@ -137,7 +138,7 @@ class MAPPO(MultiAgent):
         """ERNIE's scale on critic inputs: the env's global state, all (padded) observations
         (MAPPO) or the agent's own (IPPO); ids fixed."""
         if self.use_env_state:
-            return self.ernie.scale(self.state_dim, c.shape[-1])
+            return self.ernie.scale(self.state_dim, c.shape[-1]).to(c)
         return self.robust_scale(c, "joint" if self.config.centralized_critic else "own")
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,7 @@ class MAPPO(MultiAgent):
             a = dist.probs.argmax(-1) if self.discrete else dist.mean
         else:
             a = dist.sample()
-        return self._env_action(a.numpy())
+        return self._env_action(a.cpu().numpy())
 
     # ----------------------------------------------------------------- rollouts
     def _collect(self) -> dict[str, torch.Tensor]:
@@ -181,8 +182,8 @@ class MAPPO(MultiAgent):
                     self.state_rms.update(self._global(self.obs, self.state))
             x = self.inputs(self.obs, self._rms)
             c = self._critic_in(self.obs, self.state)
-            action, logp = self.net.sample(torch.from_numpy(actor(x)))
-            action, logp_buf[t] = action.numpy(), logp.numpy()
+            action, logp = self.net.sample(torch.from_numpy(actor(x)).to(self.device))
+            action, logp_buf[t] = action.cpu().numpy(), logp.cpu().numpy()
             val_buf[t] = critic(c)[..., 0]
             out = self.envs.step(self._env_action(action))
             self.stats.step_agents(out["rewards"], out["done"])
@@ -201,7 +202,10 @@ class MAPPO(MultiAgent):
         advantages = gae(rew_buf, val_buf, done_buf, cfg.gamma, cfg.gae_lambda)
         returns = advantages + val_buf[:t_max]
         size = t_max * e * n
-        flat = lambda a: torch.from_numpy(a.reshape(size, *a.shape[3:]))  # noqa: E731
+
+        def flat(a: np.ndarray) -> torch.Tensor:  # (T, E, N, ...) -> (T * E * N, ...) on the device
+            return torch.from_numpy(a.reshape(size, *a.shape[3:])).to(self.device)
+
         return {"obs": flat(actor_buf), "critic": flat(np.stack(critic_buf)),
                 "actions": flat(act_buf), "logp": flat(logp_buf),
                 "advantages": flat(advantages), "returns": flat(returns)}

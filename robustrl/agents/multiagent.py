@@ -101,8 +101,8 @@ class MultiAgent(Agent):
         if isinstance(obs, torch.Tensor):
             if rms is not None:
                 obs = rms.normalize(obs)
-            return torch.cat([obs, torch.as_tensor(self.ids).expand(*obs.shape[:-1],
-                                                                   self.n_agents)], -1)
+            ids = torch.as_tensor(self.ids, device=obs.device)
+            return torch.cat([obs, ids.expand(*obs.shape[:-1], self.n_agents)], -1)
         obs = np.asarray(obs, np.float32)
         if rms is not None:
             obs = rms.normalize(obs)
@@ -177,10 +177,10 @@ class MultiAgent(Agent):
         that ends x: per-sample scale) or all agents' ("joint"), then `actions` action inputs:
         padding is held fixed (0) so the ball covers only what each agent observes."""
         per_agent = self.obs_dim * (self.n_agents if obs == "joint" else 1)
-        scale = self.ernie.scale(per_agent, x.shape[-1], actions)
+        scale = self.ernie.scale(per_agent, x.shape[-1], actions).to(x)
         if not self.padded:
             return scale
-        mask = torch.from_numpy(self.obs_mask).to(x.dtype)
+        mask = torch.from_numpy(self.obs_mask).to(x)
         if obs == "joint":
             return torch.cat([scale[:per_agent] * mask.flatten(), scale[per_agent:]])
         own = x[:, -self.n_agents:] @ mask  # the one-hot id picks the agent's row

@@ -54,8 +54,9 @@ def test_run_device_is_checked_before_anything_is_written(tmp_path):
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    """torch's meta device standing in for a GPU: like CUDA it refuses an operand left on the
-    CPU (0-dim scalars aside), so a missed `.to(device)` fails here as it would there. Meta
+    """torch's meta device standing in for a GPU: like CUDA, its elementwise ops refuse an
+    operand left on the CPU (0-dim scalars aside), so a missed `.to(device)` fails here as it
+    would there (its matmul and index_select do accept one: those are not checked). Meta
     tensors have shapes but no data; fused Adam is let through (its kernels have meta shapes)."""
     from torch.optim import optimizer
 
@@ -122,3 +123,26 @@ def test_ppo_updates_and_acts_on_the_device(env_id, fake_gpu, monkeypatch):
     assert agent.policy_output(batch["obs"][:4]).device.type == "meta"  # attacks, ERNIE
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
         agent.act(np.zeros((4, agent.obs_dim), np.float32))
+
+
+@pytest.mark.parametrize(("name", "env_id"), [
+    ("mappo", "mpe/simple_spread"),
+    ("ippo", "mpe/simple_adversary"),  # observations of different sizes, padded
+])
+def test_mappo_ippo_update_and_act_on_the_device(name, env_id, fake_gpu, monkeypatch):
+    from robustrl.agents import mappo
+
+    config = resolve_config(name, env_id, {"n_envs": 2, "n_steps": 16, "n_minibatches": 2,
+                                           "n_epochs": 2})
+    agent = agent_class(name)(env_id, config, seed=0, device=fake_gpu)
+    on_cpu = agent_class(name)(env_id, config, seed=0)
+    on_cpu.learn(32)
+    batch = {k: v.to(fake_gpu) for k, v in on_cpu._collect().items()}
+    monkeypatch.setattr(mappo, "update_metrics", lambda *args: {})  # the host read-back
+    agent.update(batch)
+    assert all(p.device.type == "meta" for p in agent.net.parameters())
+    obs = torch.zeros(4, agent.n_agents, agent.obs_dim, device=fake_gpu)
+    assert agent.policy_output(obs).device.type == "meta"  # attacks, ERNIE
+    assert agent.robust_scale(batch["obs"], "own").device.type == "meta"
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        agent.act_array(np.zeros((1, agent.n_agents, agent.obs_dim), np.float32))

@@ -28,7 +28,8 @@ def test_registry_names_modules_and_capabilities():
     assert capabilities("hybrid_sac").ernie is False
     assert capabilities("idqn").action_spaces == (gym.spaces.Discrete,)
     assert {capabilities(n).agents for n in ("mappo", "ippo", "maddpg", "idqn", "mfq")} == {"multi"}
-    assert [n for n in ONLINE if capabilities(n).gpu] == ["sac", "ppo", "hybrid_sac"]  # cuda
+    gpu = [n for n in ONLINE if capabilities(n).gpu]  # run.device=cuda
+    assert gpu == ["sac", "ppo", "hybrid_sac", "mappo", "ippo"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         capabilities("sac").ernie = False
     with pytest.raises(RobustRLError, match="unknown agent 'sacc'"):

@@ -32,8 +32,8 @@ TRAIN = ["train", "--steps", "10", "--out", "run"]
      "hybrid_sac has no ERNIE regularizer (robust.method=ernie); learners with it: sac, ppo"),
     (["--agent", "hybrid_sac", "--env", "hybrid/platform", "--reward", "weighted"],
      "hybrid_sac cannot train on a learned reward (reward.method=weighted)"),
-    (["--agent", "ippo", "--env", "mpe/simple_spread", "--set", "run.device=cuda"],
-     "ippo runs on the CPU only; drop run.device=cuda"),
+    (["--agent", "maddpg", "--env", "mpe/simple_spread", "--set", "run.device=cuda"],
+     "maddpg runs on the CPU only; drop run.device=cuda"),
     (["--agent", "mappo", "--env", "gym/Pendulum-v1"],
      "mappo is a multi-agent (PettingZoo) learner and gym/Pendulum-v1 a single-agent "
      "(Gymnasium) env; use one of: sac, ppo, hybrid_sac"),

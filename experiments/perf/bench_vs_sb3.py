@@ -126,12 +126,12 @@ def main() -> None:
     if raw:
         result["raw_env_steps_per_s"] = statistics.median(raw)
         result["fraction_of_raw_env"] = statistics.median(ours) / statistics.median(raw)
+        fractions = [o / w for o, w in zip(ours, raw)]
         print(f"robustrl {args.algo} at {result['fraction_of_raw_env']:.2f}x the raw env's "
               f"random-action speed ({result['robustrl_steps_per_s']:.1f} vs "
               f"{result['raw_env_steps_per_s']:.0f} steps/s; median of the rounds' ratios "
-              f"{statistics.median(o / w for o, w in zip(ours, raw)):.2f}x, lowest "
-              f"{min(o / w for o, w in zip(ours, raw)):.2f}x, highest "
-              f"{max(o / w for o, w in zip(ours, raw)):.2f}x)")
+              f"{statistics.median(fractions):.2f}x, lowest {min(fractions):.2f}x, highest "
+              f"{max(fractions):.2f}x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

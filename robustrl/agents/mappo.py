@@ -138,7 +138,7 @@ class MAPPO(MultiAgent):
         """ERNIE's scale on critic inputs: the env's global state, all (padded) observations
         (MAPPO) or the agent's own (IPPO); ids fixed."""
         if self.use_env_state:
-            return self.ernie.scale(self.state_dim, c.shape[-1]).to(c)
+            return self.ernie.scale(c, self.state_dim)
         return self.robust_scale(c, "joint" if self.config.centralized_critic else "own")
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:

@@ -177,7 +177,7 @@ class MultiAgent(Agent):
         that ends x: per-sample scale) or all agents' ("joint"), then `actions` action inputs:
         padding is held fixed (0) so the ball covers only what each agent observes."""
         per_agent = self.obs_dim * (self.n_agents if obs == "joint" else 1)
-        scale = self.ernie.scale(per_agent, x.shape[-1], actions).to(x)
+        scale = self.ernie.scale(x, per_agent, actions)
         if not self.padded:
             return scale
         mask = torch.from_numpy(self.obs_mask).to(x)

@@ -43,9 +43,10 @@ def minibatches(batch: dict[str, torch.Tensor],
     a small network's forward pass, and per-minibatch statistics (PPO's advantage
     normalization) become one batched op over the minibatch axis.
     """
-    size = len(next(iter(batch.values())))
+    first = next(iter(batch.values()))
+    size = len(first)
     mb = size // n_minibatches
     # drawn on the CPU generator whatever the tensors' device, so runs match across devices
-    perm = torch.randperm(size)[:mb * n_minibatches].to(next(iter(batch.values())).device)
+    perm = torch.randperm(size)[:mb * n_minibatches].to(first.device)
     return {k: v.index_select(0, perm).view(n_minibatches, mb, *v.shape[1:])
             for k, v in batch.items()}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -210,20 +210,21 @@ class Ernie:
                         "critic": self.on and cfg.target in ("critic", "both")}
         self.actor_distance = "kl" if logits and cfg.distance in ("auto", "kl") else "l2"
         self._values: dict[str, list[float]] = {"actor": [], "critic": []}
-        self._scales: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._scales: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def __bool__(self) -> bool:
         return self.on
 
-    def scale(self, perturbed: int, total: int, actions: int = 0) -> torch.Tensor:
-        """Per-dimension scale of an input laid out [perturbed | actions | held fixed]: 1 on the
-        first `perturbed` dims, action_eps / eps on the next `actions` (0 unless
-        perturb_other_actions), 0 on the rest."""
-        key = (perturbed, total, actions)
+    def scale(self, like: torch.Tensor, perturbed: int, actions: int = 0) -> torch.Tensor:
+        """Per-dimension scale of inputs `like` whose last axis is laid out [perturbed | actions |
+        held fixed], on their device and dtype: 1 on the first `perturbed` dims, action_eps /
+        eps on the next `actions` (0 unless perturb_other_actions), 0 on the rest."""
+        total = like.shape[-1]
+        key = (perturbed, total, actions, like.device, like.dtype)
         if key not in self._scales:
             cfg = self.cfg
             act = (cfg.action_eps if cfg.action_eps is not None else cfg.eps) / cfg.eps
-            s = torch.zeros(total)
+            s = torch.zeros(total, dtype=like.dtype, device=like.device)
             s[:perturbed] = 1.0
             if cfg.perturb_other_actions:
                 s[perturbed:perturbed + actions] = act
@@ -239,7 +240,7 @@ class Ernie:
         if not self.targets[target]:
             return 0.0
         if dims is not None and dims < x.shape[-1]:
-            scale = self.scale(dims, x.shape[-1])
+            scale = self.scale(x, dims)
         distance = self.actor_distance if target == "actor" else "l2"
         reg = regularizer(f, x, self.cfg, distance, scale, clean)
         self._values[target].append(reg.item())

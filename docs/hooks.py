@@ -17,7 +17,7 @@ def agents() -> str:
     from robustrl.agents import capability_rows
 
     keys = ["agent", "agents", "learning", "actions", "ernie", "relabel", "learned reward",
-            "gpu", "summary"]
+            "summary"]
     return _md(keys, [[row[k] for k in keys] for row in capability_rows()])
 
 

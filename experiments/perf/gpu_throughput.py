@@ -1,13 +1,15 @@
-"""SAC / Hybrid SAC / PPO / MAPPO / IPPO throughput on the GPU (run.device=cuda) vs the CPU.
+"""Throughput of a learner on the GPU (run.device=cuda) vs the CPU.
 
 Skips without a GPU. For each device: updates per second (SAC, Hybrid SAC: gradient steps at
-batch 256, networks 256x256, replay batches moved to the device once each; PPO, MAPPO, IPPO:
+batch 256, networks 256x256, replay batches moved to the device once each; MADDPG, IDQN, MF-Q:
+gradient steps at their configs' batch sizes, each sampling its own batch; PPO, MAPPO, IPPO:
 whole updates of the env's settings, every epoch and minibatch of one rollout) and env steps
 per second of a short training run. Appends to results/gpu_throughput.csv.
 
     python experiments/perf/gpu_throughput.py --updates 500 [--agent hybrid_sac]
     python experiments/perf/gpu_throughput.py --agent ppo --updates 5
     python experiments/perf/gpu_throughput.py --agent mappo --env mpe/simple_spread --updates 5
+    python experiments/perf/gpu_throughput.py --agent maddpg --env mpe/simple_spread
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from robustrl.agents import agent_class, resolve_config
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gpu_throughput.csv"
 ON_POLICY = ("ppo", "mappo", "ippo")
+SELF_SAMPLING = ("maddpg", "idqn", "mfq")
+"""Off-policy learners whose `update()` samples its own replay batch."""
 
 
 def synchronize(device: torch.device) -> None:
@@ -37,13 +41,19 @@ def measure(name: str, env: str, device: str, updates: int) -> tuple[float, floa
         return measure_on_policy(name, env, device, updates)
     cfg = resolve_config(name, env, {"learning_starts": 300})
     agent = agent_class(name)(env, cfg, seed=0, device=device)
-    agent.learn(300)  # random warm-up fills the replay
-    batch = agent.buffer.sample(256, agent.rng, agent.device)
-    agent.update(batch)
+    agent.learn(300)  # random warm-up fills the replay; its last step updates once
+
+    def update() -> None:
+        if name in SELF_SAMPLING:
+            agent.update()
+        else:
+            agent.update(agent.buffer.sample(256, agent.rng, agent.device))
+
+    update()
     synchronize(agent.device)
     t0 = time.perf_counter()
     for _ in range(updates):
-        agent.update(agent.buffer.sample(256, agent.rng, agent.device))
+        update()
     synchronize(agent.device)
     per_update = (time.perf_counter() - t0) / updates
     t0 = time.perf_counter()
@@ -78,7 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="mujoco/HalfCheetah-v5")
     parser.add_argument("--updates", type=int, default=500)
-    parser.add_argument("--agent", choices=["sac", "hybrid_sac", *ON_POLICY], default="sac")
+    parser.add_argument("--agent", choices=["sac", "hybrid_sac", *SELF_SAMPLING, *ON_POLICY],
+                        default="sac")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_throughput: skipped, this torch build sees no GPU")

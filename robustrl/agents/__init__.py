@@ -67,7 +67,7 @@ def capability_rows() -> list[dict[str, str]]:
             "agent": name, "agents": caps.agents, "learning": caps.learning,
             "actions": ", ".join(t.__name__ for t in caps.action_spaces),
             "ernie": yes[caps.ernie], "relabel": yes[caps.relabel],
-            "learned reward": yes[caps.learned_reward], "gpu": yes[caps.gpu],
+            "learned reward": yes[caps.learned_reward],
             "summary": (cls.__doc__ or "").strip().split("\n")[0],
         })
     return rows

@@ -73,8 +73,6 @@ class Capabilities:
     stored rewards (`ReplayBuffer.relabel`)."""
     learned_reward: bool
     """Can train on --reward learned / heron / weighted at all."""
-    gpu: bool
-    """Honours run.device = cuda."""
 
 
 def space_name(space: gym.Space) -> str:
@@ -106,8 +104,6 @@ class Agent:
     def __init__(self, env: EnvLike, config: Any = None, seed: int = 0,
                  env_kwargs: dict[str, Any] | None = None, device: str = "cpu"):
         self.device = torch_device(device)
-        if self.device.type != "cpu" and not self.capabilities.gpu:
-            raise RobustRLError(f"{self.name} runs on the CPU only; use device=cpu (run.device)")
         self.config = config if config is not None else self.Config()
         self.seed = seed
         self.rng = seed_everything(seed)

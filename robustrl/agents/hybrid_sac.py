@@ -180,7 +180,7 @@ class HybridSAC(Agent):
     capabilities = Capabilities(agents="single", learning="off-policy",
                                 action_spaces=(spaces.Box, spaces.Discrete, spaces.MultiDiscrete,
                                                spaces.Dict, spaces.Tuple),
-                                ernie=False, relabel=False, learned_reward=False, gpu=True)
+                                ernie=False, relabel=False, learned_reward=False)
     """relabel / learned_reward: the buffer holds (joint index, normalized parameters), not the
     env's actions, so a reward model cannot rescore it."""
     batched_act = True

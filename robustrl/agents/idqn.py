@@ -81,19 +81,19 @@ class IDQN(MultiAgent):
     Config = IDQNConfig
     capabilities = Capabilities(agents="multi", learning="off-policy",
                                 action_spaces=(gym.spaces.Discrete,), ernie=True, relabel=True,
-                                learned_reward=True, gpu=False)
+                                learned_reward=True)
     STATE = ("q", "q_target", "opt", "obs_rms", "stats.episodes", "updates")
     QCOMBO_STATE = ("g", "g_target")
 
     def _build(self) -> None:
         cfg = self.config
         n, a = self.n_agents, self.act_dim
-        self.q = mlp(self.obs_dim + n, cfg.hidden, a)
-        self.q_target = mlp(self.obs_dim + n, cfg.hidden, a)
+        self.q = mlp(self.obs_dim + n, cfg.hidden, a).to(self.device)
+        self.q_target = mlp(self.obs_dim + n, cfg.hidden, a).to(self.device)
         params = list(self.q.parameters())
         if cfg.mixer == "qcombo":
-            self.g = mlp(n * (self.obs_dim + a), cfg.hidden, 1)
-            self.g_target = mlp(n * (self.obs_dim + a), cfg.hidden, 1)
+            self.g = mlp(n * (self.obs_dim + a), cfg.hidden, 1).to(self.device)
+            self.g_target = mlp(n * (self.obs_dim + a), cfg.hidden, 1).to(self.device)
             params += list(self.g.parameters())
         self._sync_targets()
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -113,10 +113,6 @@ class IDQN(MultiAgent):
             self.g_target.load_state_dict(self.g.state_dict())
 
     # ----------------------------------------------------------------- acting
-    def _x(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.inputs(obs, self.obs_rms if self.config.normalize_obs
-                                            else None))
-
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values for raw observations (..., n_agents, obs_dim), differentiable."""
         return self.q(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
@@ -129,32 +125,33 @@ class IDQN(MultiAgent):
     @torch.no_grad()
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Greedy actions; with `deterministic=False`, ε-greedy at the current ε."""
-        greedy = self.q(self._x(obs)).argmax(-1).numpy()
+        greedy = self.q(self.net_inputs(obs)).argmax(-1).cpu().numpy()
         if deterministic:
             return greedy
         explore = self.rng.random(greedy.shape) < self.epsilon()
         return np.where(explore, self.rng.integers(0, self.act_dim, greedy.shape), greedy)
 
     # ----------------------------------------------------------------- update
-    def update(self) -> dict[str, float]:
+    def update(self) -> dict[str, torch.Tensor | float]:
         cfg = self.config
         b = self.buffer.sample(cfg.batch_size, self.rng)
-        x, x_next = self._x(b["obs"].numpy()), self._x(b["next_obs"].numpy())
-        actions, rewards, term = b["actions"], b["rewards"], b["terminated"]
+        x, x_next = self.net_inputs(b["obs"]), self.net_inputs(b["next_obs"])
+        actions, rewards, term = (b[k].to(self.device) for k in ("actions", "rewards",
+                                                                 "terminated"))
         q_all = self.q(x)
         q = q_all.gather(-1, actions[..., None]).squeeze(-1)  # (B, N)
         with torch.no_grad():
             best = self.q(x_next).argmax(-1, keepdim=True)  # double DQN: online argmax
             q_next = self.q_target(x_next).gather(-1, best).squeeze(-1)
         team_reward, team_term = rewards.sum(1), term.amax(1)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor | float] = {}
         if cfg.mixer == "vdn":
             target = team_reward + cfg.gamma * (1 - team_term) * q_next.sum(1)
             loss = F.smooth_l1_loss(q.sum(1), target)
         else:
             target = rewards + cfg.gamma * (1 - term) * q_next
             loss = F.smooth_l1_loss(q, target)
-        metrics["td_loss"] = loss.item()
+        metrics["td_loss"] = loss.detach()
         if cfg.mixer == "qcombo":
             joint = lambda o, a: torch.cat([o[..., :self.obs_dim].flatten(1),  # noqa: E731
                                             F.one_hot(a, self.act_dim).float().flatten(1)], 1)
@@ -171,7 +168,7 @@ class IDQN(MultiAgent):
                 scale = self.robust_scale(g_in, "joint", n * self.act_dim)
                 loss = loss + self.ernie.penalty("critic", self.g, g_in, scale=scale,
                                                  clean=g[:, None])
-            metrics.update(global_loss=global_loss.item(), consistency_loss=consistency.item())
+            metrics.update(global_loss=global_loss.detach(), consistency_loss=consistency.detach())
         if self.ernie:  # ... and of Q_i on each agent's own observation (ids fixed)
             flat = x.flatten(0, 1)
             loss = loss + self.ernie.penalty("actor", self.q, flat,
@@ -183,7 +180,7 @@ class IDQN(MultiAgent):
                                  cfg.max_grad_norm)
         self.opt.step()
         self.updates += 1
-        metrics["q_mean"] = q.mean().item()
+        metrics["q_mean"] = q.detach().mean()
         return {**metrics, **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop

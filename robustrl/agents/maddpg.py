@@ -78,7 +78,7 @@ class MADDPG(MultiAgent):
     Config = MADDPGConfig
     capabilities = Capabilities(agents="multi", learning="off-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
-                                relabel=False, learned_reward=True, gpu=False)
+                                relabel=False, learned_reward=True)
     """relabel: the buffer holds the critic's actions (one-hots, [-1, 1]), not the env's."""
     STATE = ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt",
              "obs_rms", "stats.episodes", "updates")
@@ -86,10 +86,10 @@ class MADDPG(MultiAgent):
     def _build(self) -> None:
         cfg = self.config
         n, d, a = self.n_agents, self.obs_dim, self.act_dim
-        self.actor = mlp(d + n, cfg.hidden, a)
-        self.actor_target = mlp(d + n, cfg.hidden, a)
-        self.critic = mlp(n * (d + a) + n, cfg.hidden, 1)
-        self.critic_target = mlp(n * (d + a) + n, cfg.hidden, 1)
+        self.actor = mlp(d + n, cfg.hidden, a).to(self.device)
+        self.actor_target = mlp(d + n, cfg.hidden, a).to(self.device)
+        self.critic = mlp(n * (d + a) + n, cfg.hidden, 1).to(self.device)
+        self.critic_target = mlp(n * (d + a) + n, cfg.hidden, 1).to(self.device)
         self.actor_target.load_state_dict(self.actor.state_dict())
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.actor_opt = torch.optim.Adam(
@@ -101,19 +101,12 @@ class MADDPG(MultiAgent):
         self.buffer = ReplayBuffer(cfg.buffer_size, (n, d), (n, a), reward_shape=(n,))
         self.stats = MultiAgentStats(cfg.n_envs, self.agents)
         if not self.discrete:
-            self.low = torch.as_tensor(self.action_space.low.ravel(), dtype=torch.float32)
-            self.high = torch.as_tensor(self.action_space.high.ravel(), dtype=torch.float32)
+            self.low = self.action_space.low.ravel().astype(np.float32)
+            self.high = self.action_space.high.ravel().astype(np.float32)
         self.obs: np.ndarray | None = None
         self.updates = 0
 
     # ----------------------------------------------------------------- acting
-    def _x(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Network input for stored or current raw observations (normalized in numpy, as they
-        were when acting)."""
-        obs = obs.numpy() if isinstance(obs, torch.Tensor) else obs
-        return torch.from_numpy(self.inputs(obs, self.obs_rms if self.config.normalize_obs
-                                            else None))
-
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (discrete) or tanh actions in [-1, 1] for raw observations, differentiable."""
         out = self.actor(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
@@ -131,12 +124,11 @@ class MADDPG(MultiAgent):
     def _to_env(self, action: np.ndarray) -> np.ndarray:
         if self.discrete:
             return action.argmax(-1)
-        low, high = self.low.numpy(), self.high.numpy()
-        return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32)
+        return (self.low + (action + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
 
     @torch.no_grad()
     def _noisy_action(self, obs: np.ndarray) -> np.ndarray:
-        action = self._policy(self.actor, self._x(obs), explore=True).numpy()
+        action = self._policy(self.actor, self.net_inputs(obs), explore=True).cpu().numpy()
         if not self.discrete:
             noise = self.rng.normal(0.0, self.config.exploration_noise, action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
@@ -145,7 +137,8 @@ class MADDPG(MultiAgent):
     @torch.no_grad()
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         if deterministic:
-            return self._to_env(self._policy(self.actor, self._x(obs), explore=False).numpy())
+            greedy = self._policy(self.actor, self.net_inputs(obs), explore=False)
+            return self._to_env(greedy.cpu().numpy())
         return self._to_env(self._noisy_action(obs))
 
     # ----------------------------------------------------------------- update
@@ -154,7 +147,7 @@ class MADDPG(MultiAgent):
         -> (B, N, N * (d + a) + N): every agent's Q input."""
         b, n = x.shape[:2]
         obs = x[..., :self.obs_dim].reshape(b, 1, -1).expand(b, n, n * self.obs_dim)
-        ids = torch.as_tensor(self.ids).expand(b, n, n)
+        ids = torch.as_tensor(self.ids, device=x.device).expand(b, n, n)
         return torch.cat([obs, actions.reshape(b, n, -1), ids], -1)
 
     def _critic_penalty(self, x: torch.Tensor, actions: torch.Tensor,
@@ -162,7 +155,7 @@ class MADDPG(MultiAgent):
         """ERNIE on the critic: the joint observation is perturbed and, with
         robust.perturb_other_actions, every Q_i's other agents' actions (its own stays)."""
         b, n, d = x.shape[0], self.n_agents, self.obs_dim
-        own = torch.eye(n).reshape(1, n, n, 1)
+        own = torch.eye(n, device=x.device).reshape(1, n, n, 1)
 
         def q(p: torch.Tensor) -> torch.Tensor:  # p: [joint observation | joint action]
             obs = torch.cat([p[:, :n * d].reshape(b, n, d), x[..., d:]], -1)
@@ -174,11 +167,12 @@ class MADDPG(MultiAgent):
         scale = self.robust_scale(p, "joint", actions=n * self.act_dim)
         return self.ernie.penalty("critic", q, p, scale=scale, clean=clean)
 
-    def update(self) -> dict[str, float]:
+    def update(self) -> dict[str, torch.Tensor | float]:
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, self.rng)
-        x, x_next = self._x(batch["obs"]), self._x(batch["next_obs"])
-        actions, rewards, term = batch["actions"], batch["rewards"], batch["terminated"]
+        x, x_next = self.net_inputs(batch["obs"]), self.net_inputs(batch["next_obs"])
+        actions, rewards, term = (batch[k].to(self.device)
+                                  for k in ("actions", "rewards", "terminated"))
         n = self.n_agents
         shared = lambda a: a[:, None].expand(a.shape[0], n, *a.shape[1:])  # noqa: E731
         with torch.no_grad():
@@ -199,7 +193,8 @@ class MADDPG(MultiAgent):
             new = F.gumbel_softmax(out, tau=cfg.gumbel_temperature, hard=True)
         else:
             new = torch.tanh(out)
-        own = torch.eye(n).reshape(1, n, n, 1)  # row i: agent i's own action is the new one
+        # row i: agent i's own action is the new one
+        own = torch.eye(n, device=x.device).reshape(1, n, n, 1)
         joint = own * new[:, None] + (1 - own) * shared(actions)
         actor_loss = -self.critic(self._critic_in(x, joint)).mean()
         loss = actor_loss + cfg.logit_reg * (out ** 2).mean()
@@ -216,8 +211,8 @@ class MADDPG(MultiAgent):
         polyak_update(self.actor_target, self.actor, cfg.tau)
         polyak_update(self.critic_target, self.critic, cfg.tau)
         self.updates += 1
-        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
-                "q_mean": q.mean().item(), **self.ernie.metrics()}
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
+                "q_mean": q.detach().mean(), **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop
     def learn(self, total_steps: int, callback: Callback | None = None) -> MADDPG:

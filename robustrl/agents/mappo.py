@@ -75,7 +75,7 @@ class MAPPO(MultiAgent):
     Config = MAPPOConfig
     capabilities = Capabilities(agents="multi", learning="on-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
-                                relabel=False, learned_reward=True, gpu=True)
+                                relabel=False, learned_reward=True)
     STATE = ("net", "opt", "obs_rms", "state_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:

@@ -210,7 +210,7 @@ class MFQ(MultiAgent):
     Config = MFQConfig
     capabilities = Capabilities(agents="multi", learning="off-policy",
                                 action_spaces=(gym.spaces.Discrete,), ernie=True, relabel=True,
-                                learned_reward=True, gpu=False)
+                                learned_reward=True)
     STATE = ("q", "q_target", "opt", "obs_rms", "stats.episodes", "updates")
 
     def _build(self) -> None:
@@ -218,10 +218,10 @@ class MFQ(MultiAgent):
         n, a = self.n_agents, self.act_dim
         self.graph = neighbour_graph(self._probe_env, self.agents, cfg.neighbourhood)
         self.weights = neighbour_weights(self.graph, self.agents)
-        self.has_neighbours = torch.from_numpy(self.weights.sum(1) > 0)
+        self.has_neighbours = torch.from_numpy(self.weights.sum(1) > 0).to(self.device)
         self.in_dim = self.obs_dim + a + n
-        self.q = mlp(self.in_dim, cfg.hidden, a)
-        self.q_target = mlp(self.in_dim, cfg.hidden, a)
+        self.q = mlp(self.in_dim, cfg.hidden, a).to(self.device)
+        self.q_target = mlp(self.in_dim, cfg.hidden, a).to(self.device)
         self.q_target.load_state_dict(self.q.state_dict())
         self.opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
         self.obs_rms = RunningMeanStd((self.obs_dim,))
@@ -262,7 +262,7 @@ class MFQ(MultiAgent):
 
     def _x(self, obs: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """Network input [normalized obs | ā | agent one-hot] for raw obs (..., N, obs_dim)."""
-        ids = torch.as_tensor(self.ids).expand(*obs.shape[:-1], self.n_agents)
+        ids = torch.as_tensor(self.ids, device=obs.device).expand(*obs.shape[:-1], self.n_agents)
         if self.config.normalize_obs:
             obs = self.obs_rms.normalize(obs)
         return torch.cat([obs, mean.to(obs.dtype), ids], -1)
@@ -271,7 +271,7 @@ class MFQ(MultiAgent):
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values for raw observations (..., n_agents, obs_dim), differentiable in obs; ā is
         the one `act` remembers (a constant), else uniform."""
-        mean = torch.from_numpy(self._remembered(obs.shape[:-2]))
+        mean = torch.from_numpy(self._remembered(obs.shape[:-2])).to(obs.device)
         return self.q(self._x(obs, mean))
 
     def _schedule(self, start: float, end: float) -> float:
@@ -294,13 +294,14 @@ class MFQ(MultiAgent):
         remember = mean_action is None
         if remember:
             mean_action = self._remembered(obs.shape[:-2])
-        q = self.q(self._x(torch.from_numpy(obs),
-                           torch.as_tensor(np.asarray(mean_action, np.float32))))
-        greedy = q.argmax(-1).numpy()
+        mean_action = np.asarray(mean_action, np.float32)
+        q = self.q(self._x(torch.from_numpy(obs).to(self.device),
+                           torch.from_numpy(mean_action).to(self.device)))
+        greedy = q.argmax(-1).cpu().numpy()
         if deterministic:
             actions = greedy
         elif self.config.exploration == "boltzmann":
-            probs = torch.softmax(q.double() / self.temperature(), -1).numpy()
+            probs = torch.softmax(q.double() / self.temperature(), -1).cpu().numpy()
             u = self.rng.random((*probs.shape[:-1], 1))
             actions = np.minimum((probs.cumsum(-1) < u).sum(-1), self.act_dim - 1)
         else:
@@ -331,23 +332,23 @@ class MFQ(MultiAgent):
         # Q_target(o', ., ā = onehot(b)) for every b at once: (..., N, A_b, A_own)
         a, lo = self.act_dim, self.obs_dim
         xb = x.unsqueeze(-2).repeat_interleave(a, dim=-2)
-        xb[..., lo:lo + a] = torch.eye(a, dtype=x.dtype)
+        xb[..., lo:lo + a] = torch.eye(a, dtype=x.dtype, device=x.device)
         v_b = (self.q_target(xb) * pi.unsqueeze(-2)).sum(-1)
         return robust_value(plain, v_b, next_mean, rho, self.has_neighbours), plain
 
     # ----------------------------------------------------------------- update
-    def update(self) -> dict[str, float]:
+    def update(self) -> dict[str, torch.Tensor | float]:
         cfg = self.config
-        b = self.buffer.sample(cfg.batch_size, self.rng)
+        b = self.buffer.sample(cfg.batch_size, self.rng, self.device)
         x = self._x(b["obs"], b["mean_actions"])
         q_all = self.q(x)
         q = q_all.gather(-1, b["actions"][..., None]).squeeze(-1)  # (B, N)
         v_next, v_plain = self.next_values(b["next_obs"], b["next_mean_actions"])
         target = b["rewards"] + cfg.gamma * (1 - b["terminated"]) * v_next
         loss = F.smooth_l1_loss(q, target)
-        metrics: dict[str, float] = {"td_loss": loss.item()}
+        metrics: dict[str, torch.Tensor | float] = {"td_loss": loss.detach()}
         if cfg.dro_rho > 0:
-            metrics["robust/dro_gap"] = (v_next - v_plain).mean().item()
+            metrics["robust/dro_gap"] = (v_next - v_plain).mean()
         if self.ernie:  # lam * R(theta) of Q (robustrl.robust): own obs / obs + ā
             flat, clean = x.flatten(0, 1), q_all.flatten(0, 1)
             loss = loss + self.ernie.penalty("actor", self.q, flat,
@@ -359,7 +360,7 @@ class MFQ(MultiAgent):
         nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
         self.opt.step()
         self.updates += 1
-        metrics["q_mean"] = q.mean().item()
+        metrics["q_mean"] = q.detach().mean()
         return {**metrics, **self.ernie.metrics()}
 
     # ----------------------------------------------------------------- loop

@@ -109,6 +109,13 @@ class MultiAgent(Agent):
         ids = np.broadcast_to(self.ids, (*obs.shape[:-1], self.n_agents))
         return np.concatenate([obs, ids], -1)
 
+    def net_inputs(self, obs: Any) -> torch.Tensor:
+        """`inputs` on the learner's device for raw observations (numpy, or a replayed CPU
+        tensor): normalized on the host, as when acting, then moved in one copy."""
+        obs = obs.numpy() if isinstance(obs, torch.Tensor) else obs
+        rms = self.obs_rms if self.config.normalize_obs else None
+        return torch.from_numpy(self.inputs(obs, rms)).to(self.device)
+
     @property
     def attack_policy(self) -> AgentPolicies:
         return AgentPolicies(self.policy_fns, self.agent_rows)
@@ -125,18 +132,20 @@ class MultiAgent(Agent):
         """f(x (B, the named agents' own observations concatenated)) -> their policy outputs
         (B, k, out) (squeeze: (B, out) for one agent), differentiable; agents not named see
         zeros. The bench's Lipschitz estimate takes it: the ball covers exactly what those
-        agents observe, never padding. Default: every agent, in `self.agents` order."""
+        agents observe, never padding. Default: every agent, in `self.agents` order. The
+        output comes back on x's device (a learner on a GPU, attacked from the CPU)."""
         names = list(self.agents if agents is None else agents)
         index = [self.agents.index(a) for a in names]
         sizes = [self.obs_sizes[i] for i in index]
 
         def fn(x: Any) -> Any:
+            home, x = x.device, x.to(self.device)
             parts = dict(zip(index, x.split(sizes, -1)))
             zeros = x.new_zeros(*x.shape[:-1], self.obs_dim)
             joint = torch.stack([
                 torch.nn.functional.pad(parts[i], (0, self.obs_dim - parts[i].shape[-1]))
                 if i in parts else zeros for i in range(self.n_agents)], -2)
-            out = self.policy_output(joint)[..., index, :]
+            out = self.policy_output(joint)[..., index, :].to(home)
             return out[..., 0, :] if squeeze else out
 
         return fn
@@ -215,7 +224,8 @@ class MultiAgent(Agent):
         `gradient_steps` updates every `train_freq` env steps (with n_envs > 1,
         `updates_per_step(cfg)` per env step, robustrl.core.loop); `sync_targets()` every
         `target_interval` env steps; every `log_interval` env steps the callback gets the
-        episode statistics, the last update's metrics, `log_extras()` and the step rate."""
+        episode statistics, the last update's metrics (read back to the host only then),
+        `log_extras()` and the step rate."""
         cfg = self.config
         if self.envs is None:
             self.obs, _ = self.start_envs(cfg.n_envs)
@@ -243,7 +253,8 @@ class MultiAgent(Agent):
                 sync_targets()
             if callback is not None and self.num_steps - last_log >= cfg.log_interval:
                 last_log = self.num_steps
-                logged = {**self.stats.metrics(), **metrics, **log_extras(),
+                logged = {**self.stats.metrics(), **{k: float(v) for k, v in metrics.items()},
+                          **log_extras(),
                           "steps_per_second": rate(self.num_steps)}
                 if callback(self, logged) is False:
                     break

@@ -27,7 +27,7 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 OFFLINE_CAPABILITIES = Capabilities(agents="single", learning="offline",
                                     action_spaces=(gym.spaces.Box,), ernie=False, relabel=False,
-                                    learned_reward=False, gpu=True)
+                                    learned_reward=False)
 """What every offline learner (the workers and the IQL-TD-MPC manager) supports: one agent's
 continuous actions learned from a fixed dataset, so no env reward to relabel or regularize."""
 

@@ -197,7 +197,7 @@ class PPO(Agent):
     Config = PPOConfig
     capabilities = Capabilities(agents="single", learning="on-policy",
                                 action_spaces=(gym.spaces.Box, gym.spaces.Discrete), ernie=True,
-                                relabel=False, learned_reward=True, gpu=True)
+                                relabel=False, learned_reward=True)
     batched_act = True
     STATE = ("net", "opt", "obs_rms", "ret_rms", "stats.episodes", "updates")
 

@@ -100,7 +100,7 @@ class SAC(Agent):
     Config = SACConfig
     capabilities = Capabilities(agents="single", learning="off-policy",
                                 action_spaces=(gym.spaces.Box,), ernie=True, relabel=True,
-                                learned_reward=True, gpu=True)
+                                learned_reward=True)
     batched_act = True
     STATE = ("actor", "critic", "critic_target", "actor_opt", "critic_opt", "log_alpha",
              "alpha_opt", "stats.episodes")

@@ -76,8 +76,8 @@ class SB3Agent(Agent):
             self.model, self._loaded = self._loaded, None
             return
         cls = getattr(sb3_module(), ALGOS[self.algo][0])
-        self.model = cls(self.config.policy, self.take_env(), seed=self.seed, device="cpu",
-                         verbose=0)
+        self.model = cls(self.config.policy, self.take_env(), seed=self.seed,
+                         device=self.device, verbose=0)
 
     # ----------------------------------------------------------------- training
     def learn(self, total_steps: int, callback: Callback | None = None) -> SB3Agent:
@@ -129,7 +129,7 @@ class SB3Agent(Agent):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         cls = getattr(sb3_module(), ALGOS[self.algo][0])
         self._close_model_env()
-        self.model = cls.load(io.BytesIO(state["sb3_zip"]), device="cpu")
+        self.model = cls.load(io.BytesIO(state["sb3_zip"]), device=self.device)
 
     def close(self) -> None:
         self._close_model_env()
@@ -174,7 +174,7 @@ def sb3_class(name: str) -> type[SB3Agent]:
     caps = Capabilities(agents="single",
                         learning="on-policy" if algo in ON_POLICY else "off-policy",
                         action_spaces=ALGOS[algo][1], ernie=False, relabel=False,
-                        learned_reward=False, gpu=False)
+                        learned_reward=False)
     return type(f"SB3_{algo.upper()}", (SB3Agent,),
                 {"name": f"sb3:{algo}", "algo": algo, "capabilities": caps,
                  "__doc__": f"Stable-Baselines3 {ALGOS[algo][0]} (its own defaults)."})

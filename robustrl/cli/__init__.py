@@ -134,7 +134,7 @@ def cmd_perturbations(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- agents
 AGENT_COLUMNS = {"agent": "agent", "agents": "agents", "learning": "learning",
                  "actions": "action spaces", "ernie": "ernie", "relabel": "relabel",
-                 "learned reward": "reward", "gpu": "gpu"}
+                 "learned reward": "reward"}
 """capability_rows() key -> column header; short, so the table fits 100 columns."""
 
 

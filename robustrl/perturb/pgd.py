@@ -166,14 +166,16 @@ def _better(d: torch.Tensor, z: torch.Tensor, best_d: torch.Tensor | None,
 
 
 def policy_device(policy_fn: Callable) -> tuple[torch.device, torch.dtype]:
-    """Device and float dtype of a policy that is (or wraps) an `nn.Module`, else CPU float32."""
+    """Device and float dtype of a policy that is (or wraps) an `nn.Module`, or is a method of
+    an object with a torch `device` (an agent's `policy_output`), else CPU float32."""
     module = policy_fn if isinstance(policy_fn, torch.nn.Module) else getattr(
         policy_fn, "__self__", None)
     if isinstance(module, torch.nn.Module):
         for p in module.parameters():
             if p.is_floating_point():
                 return p.device, p.dtype
-    return torch.device("cpu"), torch.float32
+    device = getattr(module, "device", None)
+    return (device if isinstance(device, torch.device) else torch.device("cpu")), torch.float32
 
 
 def empirical_lipschitz(

@@ -45,10 +45,6 @@ def check_supported(agent: str, env_id: str,
     if method != "none" and not caps.learned_reward:
         raise RobustRLError(f"{agent} cannot train on a learned reward (reward.method={method}); "
                             f"learners that can: {learners_with(lambda c: c.learned_reward)}")
-    device = str(sections["run"].get("device", "cpu"))
-    if device.startswith("cuda") and not caps.gpu:
-        raise RobustRLError(f"{agent} runs on the CPU only; drop run.device={device} (GPU "
-                            f"learners: {learners_with(lambda c: c.gpu)})")
     kind = spec(env_id).kind
     if kind is not None and kind != caps.agents:
         fits = learners_with(lambda c: c.agents == kind and c.learning != "offline")

@@ -18,10 +18,8 @@ def test_cuda_without_gpu_is_one_line():
         agent_class("sac")("gym/Pendulum-v1", device="cuda")
 
 
-def test_cpu_only_learner_refuses_cuda():
-    with pytest.raises(RobustRLError, match="idqn runs on the CPU only|sees no GPU"):
-        agent_class("idqn")("mpe/simple_spread", device="cuda")
-    with pytest.raises(RobustRLError, match="unknown torch device"):
+def test_unknown_device_is_one_line():
+    with pytest.raises(RobustRLError, match="unknown torch device 'gpu0'; use cpu or cuda"):
         agent_class("sac")("gym/Pendulum-v1", device="gpu0")
 
 
@@ -40,8 +38,10 @@ def test_explicit_cpu_matches_default():
 
 
 def test_run_device_is_checked_before_anything_is_written(tmp_path):
-    with pytest.raises(RobustRLError, match="runs on the CPU only"):
-        build_run("idqn", "mpe/simple_spread", 64, overrides={"run.device": "cuda"})
+    cfg = build_run("idqn", "mpe/simple_spread", 64, overrides={"run.device": "gpu0"})
+    with pytest.raises(RobustRLError, match="unknown torch device"):
+        train(cfg, tmp_path / "r", show_progress=False)
+    assert not (tmp_path / "r").exists()
     if not torch.cuda.is_available():
         cfg = build_run("sac", "gym/Pendulum-v1", 64, overrides={"run.device": "cuda"})
         with pytest.raises(RobustRLError, match="sees no GPU"):
@@ -76,7 +76,6 @@ def fake_gpu(monkeypatch):
 ])
 def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, fake_gpu):
     cls = agent_class(name)
-    assert cls.capabilities.gpu
     config = resolve_config(name, env_id, {"learning_starts": 64, "batch_size": 32})
     agent = cls(env_id, config, seed=0, device=fake_gpu)
     agent.learn(64)  # uniform-random steps fill the replay; no network runs yet
@@ -146,3 +145,57 @@ def test_mappo_ippo_update_and_act_on_the_device(name, env_id, fake_gpu, monkeyp
     assert agent.robust_scale(batch["obs"], "own").device.type == "meta"
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
         agent.act_array(np.zeros((1, agent.n_agents, agent.obs_dim), np.float32))
+
+
+def _on_device(agent, device) -> None:
+    """Every network, optimizer state and tensor an agent checkpoints is on `device`."""
+    for name in agent.state_names():
+        value = getattr(agent, name, None)
+        tensors = ([*value.parameters(), *value.buffers()] if isinstance(value, torch.nn.Module)
+                   else [t for s in value.state.values() for t in s.values()
+                         if isinstance(t, torch.Tensor) and t.dim()]
+                   if isinstance(value, torch.optim.Optimizer)
+                   else [value] if isinstance(value, torch.Tensor) else [])
+        assert all(t.device.type == device for t in tensors), name
+
+
+@pytest.mark.parametrize(("name", "env_id", "settings"), [
+    ("maddpg", "mpe/simple_spread", {}),  # Gumbel-softmax actions
+    ("maddpg", "mpe/simple_adversary", {"env.continuous_actions": True}),  # padded, Box
+    ("idqn", "mpe/simple_spread", {}),  # QCOMBO's global Q
+    ("idqn", "mpe/simple_spread", {"mixer": "vdn"}),
+    ("mfq", "mpe/simple_spread", {"dro_rho": 0.1}),  # the KL worst case, batched
+])
+def test_multiagent_off_policy_learners_train_on_the_device(name, env_id, settings, fake_gpu):
+    env_kwargs = {k.removeprefix("env."): v for k, v in settings.items() if k.startswith("env.")}
+    overrides = {"learning_starts": 32, "batch_size": 16, "train_freq": 1, "log_interval": 8,
+                 **{k: v for k, v in settings.items() if not k.startswith("env.")}}
+    config = resolve_config(name, env_id, overrides)
+    agent = agent_class(name)(env_id, config, seed=0, env_kwargs=env_kwargs, device=fake_gpu)
+    agent.learn(32)  # random steps fill the replay (no network acts), then the first update
+    assert agent.updates == 1
+    metrics = agent.update()
+    assert all(v.device.type == "meta" for v in metrics.values()), metrics
+    _on_device(agent, "meta")
+    obs = np.zeros((3, agent.n_agents, agent.obs_dim), np.float32)
+    for deterministic in (True, False):  # on the device up to the copy back to the host
+        with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+            agent.act_array(obs, deterministic)
+    fn = agent.policy_fns[agent.agents[0]]  # attacks: CPU in, the output copied back to it
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        fn(torch.zeros(2, agent.obs_sizes[0]))
+
+
+def test_attacks_run_on_the_agents_device(fake_gpu):
+    from robustrl.perturb.pgd import policy_device
+
+    agent = agent_class("sac")("gym/Pendulum-v1", device=fake_gpu)
+    assert policy_device(agent.attack_policy) == (torch.device("meta"), torch.float32)
+    assert policy_device(agent_class("sac")("gym/Pendulum-v1").attack_policy)[0].type == "cpu"
+
+
+def test_sb3_agents_build_their_model_on_the_device(fake_gpu):
+    pytest.importorskip("stable_baselines3")
+    agent = agent_class("sb3:ppo")("gym/CartPole-v1", device=fake_gpu)
+    assert agent.model.device.type == "meta"
+    assert all(p.device.type == "meta" for p in agent.model.policy.parameters())

@@ -21,7 +21,7 @@ def test_agents_prints_the_capability_table_within_100_columns(capsys):
     assert set(rows) == set(AGENTS)
     assert rows["hybrid_sac"][4:7] == ["-", "-", "-"]  # no ERNIE, no relabel, no --reward
     assert rows["sac"][2] == "off-policy" and rows["mappo"][1] == "multi"
-    assert rows["iql"][2] == "offline" and rows["iql"][-1] == "yes"
+    assert rows["iql"][2] == "offline" and rows["iql"][-1] == "-"  # no --reward
 
 
 TRAIN = ["train", "--steps", "10", "--out", "run"]
@@ -32,8 +32,8 @@ TRAIN = ["train", "--steps", "10", "--out", "run"]
      "hybrid_sac has no ERNIE regularizer (robust.method=ernie); learners with it: sac, ppo"),
     (["--agent", "hybrid_sac", "--env", "hybrid/platform", "--reward", "weighted"],
      "hybrid_sac cannot train on a learned reward (reward.method=weighted)"),
-    (["--agent", "maddpg", "--env", "mpe/simple_spread", "--set", "run.device=cuda"],
-     "maddpg runs on the CPU only; drop run.device=cuda"),
+    (["--agent", "maddpg", "--env", "mpe/simple_spread", "--set", "run.device=gpu0"],
+     "unknown torch device 'gpu0'; use cpu or cuda"),
     (["--agent", "mappo", "--env", "gym/Pendulum-v1"],
      "mappo is a multi-agent (PettingZoo) learner and gym/Pendulum-v1 a single-agent "
      "(Gymnasium) env; use one of: sac, ppo, hybrid_sac"),

@@ -49,7 +49,7 @@ def test_one_registry_declares_the_offline_learners():
     assert offline_agents() == [*WORKERS, "tdmpc"] and worker_names() == WORKERS
     expected = Capabilities(agents="single", learning="offline",
                             action_spaces=(gym.spaces.Box,), ernie=False, relabel=False,
-                            learned_reward=False, gpu=True)
+                            learned_reward=False)
     for name in offline_agents():
         assert capabilities(name) == expected
         assert agent_class(name).name == name  # registry name = learner name = module name

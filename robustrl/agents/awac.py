@@ -55,7 +55,7 @@ class AWAC(OfflineWorker):
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         b = self.prepare(batch)
 
@@ -78,8 +78,8 @@ class AWAC(OfflineWorker):
         polyak_update(self.q_target, self.q, c.tau)
 
         self.num_updates += 1
-        return {"q_loss": q_loss.item(), "actor_loss": actor_loss.item(),
-                "q_mean": q_data.mean().item(), "advantage_mean": advantage.mean().item()}
+        return {"q_loss": q_loss.detach(), "actor_loss": actor_loss.detach(),
+                "q_mean": q_data.detach().mean(), "advantage_mean": advantage.detach().mean()}
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(obs, deterministic)

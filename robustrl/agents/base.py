@@ -300,7 +300,7 @@ class Agent:
             self.num_steps += rollout_steps
             metrics = self.update(batch)
             if callback is not None:
-                metrics = {**self.stats.metrics(), **metrics,
+                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in metrics.items()},
                            "steps_per_second": rate(self.num_steps)}
                 if callback(self, metrics) is False:
                     break

@@ -104,7 +104,7 @@ class CQL(OfflineWorker):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=actor_lr)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         b = self.prepare(batch)
         bsz, n = len(b.rewards), c.n_actions
@@ -151,9 +151,9 @@ class CQL(OfflineWorker):
         polyak_update(self.q_target, self.q, c.tau)
 
         self.num_updates += 1
-        return {"q_loss": td_loss.item(), "cql_loss": cql_loss.item(),
-                "actor_loss": actor_loss.item(), "alpha": alpha.item(),
-                "q_mean": qs.mean().item()}
+        return {"q_loss": td_loss.detach(), "cql_loss": cql_loss.detach(),
+                "actor_loss": actor_loss.detach(), "alpha": alpha.detach(),
+                "q_mean": qs.detach().mean()}
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:

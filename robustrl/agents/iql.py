@@ -60,7 +60,7 @@ class IQL(OfflineWorker):
         self.v_opt = torch.optim.Adam(self.v.parameters(), lr=c.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         b = self.prepare(batch)
 
@@ -86,9 +86,9 @@ class IQL(OfflineWorker):
         self.actor_opt.step()
 
         self.num_updates += 1
-        return {"v_loss": v_loss.item(), "q_loss": q_loss.item(),
-                "actor_loss": actor_loss.item(), "q_mean": target_q.mean().item(),
-                "advantage_mean": advantage.mean().item()}
+        return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(),
+                "actor_loss": actor_loss.detach(), "q_mean": target_q.detach().mean(),
+                "advantage_mean": advantage.detach().mean()}
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor.act(obs, deterministic)

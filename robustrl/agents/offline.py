@@ -157,7 +157,8 @@ class OfflineWorker:
     def _build(self) -> None:
         raise NotImplementedError
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One gradient step; its metrics as 0-dim tensors (read back only when logged)."""
         raise NotImplementedError
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

@@ -60,9 +60,9 @@ class TD3BC(OfflineWorker):
         self.actor_target = frozen_copy(self.actor)
         self.q_opt = torch.optim.Adam(self.q.parameters(), lr=c.lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
-        self._last_actor: dict[str, float] = {}
+        self._last_actor: dict[str, torch.Tensor] = {}
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
         b = self.prepare(batch)
 
@@ -86,8 +86,8 @@ class TD3BC(OfflineWorker):
             self.actor_opt.step()
             polyak_update(self.q_target, self.q, c.tau)
             polyak_update(self.actor_target, self.actor, c.tau)
-            self._last_actor = {"actor_loss": actor_loss.item(), "bc_loss": bc_loss.item()}
-        return {"q_loss": q_loss.item(), "q_mean": qs.mean().item(), **self._last_actor}
+            self._last_actor = {"actor_loss": actor_loss.detach(), "bc_loss": bc_loss.detach()}
+        return {"q_loss": q_loss.detach(), "q_mean": qs.detach().mean(), **self._last_actor}
 
     def _policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.actor(obs)

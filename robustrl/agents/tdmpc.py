@@ -184,7 +184,7 @@ class IQLTDMPC:
 
     # ----------------------------------------------------------------- training
     def update(self, states: torch.Tensor, returns: torch.Tensor,
-               masks: torch.Tensor) -> dict[str, float]:
+               masks: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
         returns = c.reward_scale * returns + c.reward_bias * sum(c.gamma**i for i in range(c.k))
         discount = c.gamma**c.k
@@ -221,8 +221,8 @@ class IQLTDMPC:
         polyak_update(self.encoder_target, self.encoder, c.tau)
         polyak_update(self.q_target, self.q, c.tau)
         self.num_updates += 1
-        return {"consistency_loss": cons.item(), "reward_loss": rew.item(),
-                "q_loss": qloss.item(), "v_loss": vloss.item(), "actor_loss": ploss.item()}
+        return {"consistency_loss": cons.detach(), "reward_loss": rew.detach(),
+                "q_loss": qloss.detach(), "v_loss": vloss.detach(), "actor_loss": ploss.detach()}
 
     # ----------------------------------------------------------------- planning
     @torch.no_grad()

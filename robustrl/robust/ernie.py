@@ -152,9 +152,8 @@ def perturbation(f: Fn, x: torch.Tensor, cfg: RobustConfig, distance="l2",
     batch axis; the ball is per sample over all other axes.
     """
     create_graph = cfg.stackelberg
-    mask = None
-    if scale is not None and bool((scale == 0).any()):
-        mask = (scale != 0).to(x.dtype)
+    # held dims (scale 0) start at 0; an all-ones mask changes nothing, so no host read decides
+    mask = None if scale is None else (scale != 0).to(x.dtype)
     rule, alpha = cfg.rule, cfg.alpha
     with torch.enable_grad():
         target = f(x) if clean is None else clean
@@ -209,7 +208,7 @@ class Ernie:
         self.targets = {"actor": self.on and cfg.target in ("actor", "both"),
                         "critic": self.on and cfg.target in ("critic", "both")}
         self.actor_distance = "kl" if logits and cfg.distance in ("auto", "kl") else "l2"
-        self._values: dict[str, list[float]] = {"actor": [], "critic": []}
+        self._values: dict[str, list[torch.Tensor]] = {"actor": [], "critic": []}
         self._scales: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def __bool__(self) -> bool:
@@ -243,14 +242,15 @@ class Ernie:
             scale = self.scale(x, dims)
         distance = self.actor_distance if target == "actor" else "l2"
         reg = regularizer(f, x, self.cfg, distance, scale, clean)
-        self._values[target].append(reg.item())
+        self._values[target].append(reg.detach())
         return self.cfg.lam * reg
 
-    def metrics(self) -> dict[str, float]:
-        """Mean R per target since the last call (robust/reg: their sum); {} when off."""
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """Mean R per target since the last call (robust/reg: their sum); {} when off. 0-dim
+        tensors, read back to the host only when logged (no sync per update on a GPU)."""
         if not self.on:
             return {}
-        out = {f"robust/reg_{t}": sum(v) / len(v) for t, v in self._values.items() if v}
+        out = {f"robust/reg_{t}": torch.stack(v).mean() for t, v in self._values.items() if v}
         if out:
             out["robust/reg"] = sum(out.values())
         self._values = {"actor": [], "critic": []}

@@ -72,6 +72,7 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
             metrics = manager.update(*sequences.sample(config.batch_size))
             n = manager.num_updates
             if n % log_every == 0 or n == steps:
+                metrics = {k: float(v) for k, v in metrics.items()}
                 now = time.perf_counter()
                 metrics["updates_per_s"] = log_every / max(now - tick, 1e-9)
                 tick = now

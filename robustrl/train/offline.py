@@ -300,6 +300,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
             metrics = worker.update(sampler.sample(cfg.agent.batch_size))
             n = worker.num_updates
             if n % r.log_every == 0 or n == r.steps:
+                metrics = {k: float(v) for k, v in metrics.items()}
                 now = time.perf_counter()
                 metrics["updates_per_s"] = (n - last_log) / max(now - tick, 1e-9)
                 last_log, tick = n, now

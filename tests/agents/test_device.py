@@ -68,15 +68,19 @@ def fake_gpu(monkeypatch):
     return "meta"
 
 
-@pytest.mark.parametrize(("name", "env_id"), [
-    ("sac", "gym/Pendulum-v1"),
-    ("hybrid_sac", "hybrid/platform"),  # discrete choice + its parameters
-    ("hybrid_sac", "gym/CartPole-v1"),  # discrete only
-    ("hybrid_sac", "gym/Pendulum-v1"),  # continuous only
+ERNIE = {"robust.method": "ernie", "robust.target": "both"}
+
+
+@pytest.mark.parametrize(("name", "env_id", "settings"), [
+    ("sac", "gym/Pendulum-v1", {}),
+    ("sac", "gym/Pendulum-v1", {**ERNIE, "robust.stackelberg": True}),
+    ("hybrid_sac", "hybrid/platform", {}),  # discrete choice + its parameters
+    ("hybrid_sac", "gym/CartPole-v1", {}),  # discrete only
+    ("hybrid_sac", "gym/Pendulum-v1", {}),  # continuous only
 ])
-def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, fake_gpu):
+def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, settings, fake_gpu):
     cls = agent_class(name)
-    config = resolve_config(name, env_id, {"learning_starts": 64, "batch_size": 32})
+    config = resolve_config(name, env_id, {"learning_starts": 64, "batch_size": 32, **settings})
     agent = cls(env_id, config, seed=0, device=fake_gpu)
     agent.learn(64)  # uniform-random steps fill the replay; no network runs yet
     metrics = agent.update(agent.buffer.sample(32, agent.rng, agent.device))
@@ -94,9 +98,18 @@ def test_gpu_learners_keep_every_tensor_on_the_device(name, env_id, fake_gpu):
 
 
 @pytest.mark.parametrize("name", ["awac", "cql", "iql", "td3bc"])
-def test_offline_workers_act_on_the_device(name, fake_gpu):
+def test_offline_workers_update_and_act_on_the_device(name, fake_gpu):
+    from robustrl.agents.offline import TransitionSampler
+
     cls = offline_worker_class(name)
     worker = cls(6, 2, cls.Config(hidden=(32, 32)), device=fake_gpu)
+    rng = np.random.default_rng(0)
+    sampler = TransitionSampler(rng.normal(size=(64, 6)), rng.uniform(-1, 1, (64, 2)),
+                                rng.normal(size=64), rng.normal(size=(64, 6)), np.zeros(64),
+                                device=fake_gpu)
+    for _ in range(2):  # td3bc's actor steps every second update
+        metrics = worker.update(sampler.sample(16))
+        assert all(v.device.type == "meta" for v in metrics.values()), metrics
     assert all(p.device.type == "meta" for n in worker.modules
                for p in getattr(worker, n).parameters())
     with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
@@ -162,9 +175,12 @@ def _on_device(agent, device) -> None:
 @pytest.mark.parametrize(("name", "env_id", "settings"), [
     ("maddpg", "mpe/simple_spread", {}),  # Gumbel-softmax actions
     ("maddpg", "mpe/simple_adversary", {"env.continuous_actions": True}),  # padded, Box
+    ("maddpg", "mpe/simple_adversary", {**ERNIE, "robust.perturb_other_actions": True}),
     ("idqn", "mpe/simple_spread", {}),  # QCOMBO's global Q
+    ("idqn", "mpe/simple_adversary", {**ERNIE, "robust.perturb_other_actions": True}),
     ("idqn", "mpe/simple_spread", {"mixer": "vdn"}),
     ("mfq", "mpe/simple_spread", {"dro_rho": 0.1}),  # the KL worst case, batched
+    ("mfq", "mpe/simple_spread", ERNIE),
 ])
 def test_multiagent_off_policy_learners_train_on_the_device(name, env_id, settings, fake_gpu):
     env_kwargs = {k.removeprefix("env."): v for k, v in settings.items() if k.startswith("env.")}
@@ -199,3 +215,17 @@ def test_sb3_agents_build_their_model_on_the_device(fake_gpu):
     agent = agent_class("sb3:ppo")("gym/CartPole-v1", device=fake_gpu)
     assert agent.model.device.type == "meta"
     assert all(p.device.type == "meta" for p in agent.model.policy.parameters())
+
+
+def test_tdmpc_manager_updates_on_the_device(fake_gpu):
+    from robustrl.agents.tdmpc import IQLTDMPC, AbstractSequences, IQLTDMPCConfig
+
+    rng = np.random.default_rng(0)
+    ends = np.zeros(60, bool)
+    ends[29::30] = True  # two episodes of 30 steps
+    config = IQLTDMPCConfig(k=3, horizon=2, hidden=(32, 32))
+    sequences = AbstractSequences(rng.normal(size=(60, 6)), rng.normal(size=60), ends, k=3,
+                                  horizon=2, gamma=config.gamma, device=fake_gpu)
+    manager = IQLTDMPC(6, config, device=fake_gpu)
+    metrics = manager.update(*sequences.sample(8))
+    assert all(v.device.type == "meta" for v in metrics.values()), metrics

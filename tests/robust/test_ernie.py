@@ -284,6 +284,7 @@ def test_one_update_with_ernie_logs_reg(name, env_id, env_kwargs, config, robust
     logs = []
     agent.learn(64, lambda a, m: logs.append(m))
     metrics = logs[-1]
+    assert isinstance(metrics["robust/reg"], float)  # read back when logged
     assert metrics["robust/reg"] >= 0 and np.isfinite(metrics["robust/reg"])
     targets = ("actor", "critic") if robust.get("target") == "both" else (
         robust.get("target", "actor"),)

@@ -114,6 +114,7 @@ class SAC(Agent):
         if not (np.isfinite(low).all() and np.isfinite(high).all()):
             raise RobustRLError("sac needs a bounded Box action space (finite low/high)")
         self.actor = Actor(obs_dim, act_dim, cfg.hidden, low, high).to(self.device)
+        self.unit_bounds = bool((low == -1).all() and (high == 1).all())
         self.critic = EnsembleMLP(cfg.n_critics, obs_dim + act_dim, cfg.hidden, 1).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
@@ -142,7 +143,11 @@ class SAC(Agent):
 
     # ----------------------------------------------------------------- update
     def q_values(self, critic: nn.Module, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return critic(torch.cat([obs, act], -1)).squeeze(-1)  # (n_critics, B)
+        """(n_critics, B) values of env-unit actions, which the critics see rescaled to
+        [-1, 1] as SB3's do, so their inputs are of one size whatever the bounds."""
+        if not self.unit_bounds:
+            act = (act - self.actor.center) / self.actor.scale
+        return critic(torch.cat([obs, act], -1)).squeeze(-1)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.config

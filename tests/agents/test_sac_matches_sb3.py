@@ -34,22 +34,27 @@ def _copy_weights(agent, model) -> None:
                 layer.bias.copy_(torch.stack([lin.bias[None] for lin in linears]))
 
 
-def test_sac_update_equals_sb3_given_same_weights_batch_and_noise(monkeypatch):
+@pytest.mark.parametrize("env_id", [
+    "mujoco/Hopper-v5",  # action bounds [-1, 1]: SB3's scaled actions are env actions
+    "gym/Pendulum-v1",  # bounds [-2, 2]: SB3 stores and criticizes actions rescaled to [-1, 1]
+])
+def test_sac_update_equals_sb3_given_same_weights_batch_and_noise(env_id, monkeypatch):
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
     torch.manual_seed(0)
-    env = gym.make("Hopper-v5")  # action bounds [-1, 1]: SB3's scaled actions are env actions
+    env = gym.make(env_id.split("/")[1])
     model = sb3.SAC("MlpPolicy", env, learning_rate=3e-4, batch_size=32, tau=0.005,
                     gamma=0.99, ent_coef="auto", policy_kwargs={"net_arch": [64, 64]},
                     device="cpu", seed=0)
     model.set_logger(configure(None, []))
-    agent = make_agent("sac", "mujoco/Hopper-v5", seed=0, hidden=(64, 64), batch_size=32,
+    agent = make_agent("sac", env_id, seed=0, hidden=(64, 64), batch_size=32,
                        lr=3e-4, tau=0.005, gamma=0.99)
     _copy_weights(agent, model)
 
     rng = np.random.default_rng(0)
-    obs_dim, act_dim, b = 11, 3, 32
+    obs_dim, act_dim, b = env.observation_space.shape[0], env.action_space.shape[0], 32
+    half_range = torch.as_tensor(env.action_space.high, dtype=torch.float32)  # symmetric bounds
     for _ in range(3):
         batch = {"obs": rng.normal(size=(b, obs_dim)), "next_obs": rng.normal(size=(b, obs_dim)),
                  "actions": rng.uniform(-1, 1, (b, act_dim)), "rewards": rng.normal(size=b),
@@ -70,7 +75,7 @@ def test_sac_update_equals_sb3_given_same_weights_batch_and_noise(monkeypatch):
 
         draws = iter([noise_next, noise_obs])  # robustrl: the target's first
         monkeypatch.setattr(torch, "randn_like", lambda t, d=draws: next(d))
-        agent.update(batch)
+        agent.update({**batch, "actions": batch["actions"] * half_range})  # env units
         monkeypatch.undo()
 
     pairs = [(agent.actor.torso[0].weight, model.actor.latent_pi[0].weight),

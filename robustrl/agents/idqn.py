@@ -132,7 +132,7 @@ class IDQN(MultiAgent):
         return np.where(explore, self.rng.integers(0, self.act_dim, greedy.shape), greedy)
 
     # ----------------------------------------------------------------- update
-    def update(self) -> dict[str, torch.Tensor | float]:
+    def update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         b = self.buffer.sample(cfg.batch_size, self.rng)
         x, x_next = self.net_inputs(b["obs"]), self.net_inputs(b["next_obs"])
@@ -144,7 +144,7 @@ class IDQN(MultiAgent):
             best = self.q(x_next).argmax(-1, keepdim=True)  # double DQN: online argmax
             q_next = self.q_target(x_next).gather(-1, best).squeeze(-1)
         team_reward, team_term = rewards.sum(1), term.amax(1)
-        metrics: dict[str, torch.Tensor | float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         if cfg.mixer == "vdn":
             target = team_reward + cfg.gamma * (1 - team_term) * q_next.sum(1)
             loss = F.smooth_l1_loss(q.sum(1), target)

@@ -167,7 +167,7 @@ class MADDPG(MultiAgent):
         scale = self.robust_scale(p, "joint", actions=n * self.act_dim)
         return self.ernie.penalty("critic", q, p, scale=scale, clean=clean)
 
-    def update(self) -> dict[str, torch.Tensor | float]:
+    def update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, self.rng)
         x, x_next = self.net_inputs(batch["obs"]), self.net_inputs(batch["next_obs"])

@@ -211,7 +211,7 @@ class MAPPO(MultiAgent):
                 "advantages": flat(advantages), "returns": flat(returns)}
 
     # ----------------------------------------------------------------- update
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float | torch.Tensor]:
         cfg = self.config
         if self.discrete:
             batch = {**batch, "actions": batch["actions"].long()}

@@ -337,7 +337,7 @@ class MFQ(MultiAgent):
         return robust_value(plain, v_b, next_mean, rho, self.has_neighbours), plain
 
     # ----------------------------------------------------------------- update
-    def update(self) -> dict[str, torch.Tensor | float]:
+    def update(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         b = self.buffer.sample(cfg.batch_size, self.rng, self.device)
         x = self._x(b["obs"], b["mean_actions"])
@@ -346,7 +346,7 @@ class MFQ(MultiAgent):
         v_next, v_plain = self.next_values(b["next_obs"], b["next_mean_actions"])
         target = b["rewards"] + cfg.gamma * (1 - b["terminated"]) * v_next
         loss = F.smooth_l1_loss(q, target)
-        metrics: dict[str, torch.Tensor | float] = {"td_loss": loss.detach()}
+        metrics: dict[str, torch.Tensor] = {"td_loss": loss.detach()}
         if cfg.dro_rho > 0:
             metrics["robust/dro_gap"] = (v_next - v_plain).mean()
         if self.ernie:  # lam * R(theta) of Q (robustrl.robust): own obs / obs + ā

@@ -301,7 +301,7 @@ class PPO(Agent):
                 "values": flat(val_buf[:t_max])}
 
     # ----------------------------------------------------------------- update
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float | torch.Tensor]:
         cfg = self.config
         if self.net.discrete:
             batch = {**batch, "actions": batch["actions"].long()}

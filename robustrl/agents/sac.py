@@ -149,7 +149,7 @@ class SAC(Agent):
             act = (act - self.actor.center) / self.actor.scale
         return critic(torch.cat([obs, act], -1)).squeeze(-1)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, actions = batch["obs"], batch["actions"]
         alpha = self.log_alpha.exp().detach()

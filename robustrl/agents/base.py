@@ -38,6 +38,7 @@ from robustrl.core.device import torch_device
 from robustrl.core.episodes import EpisodeStats
 from robustrl.core.errors import RobustRLError
 from robustrl.core.io import atomic_torch_save
+from robustrl.core.logging import host_floats
 from robustrl.core.loop import StepRate, crossed, updates_per_step
 from robustrl.core.parallel import is_parallel_env
 from robustrl.core.provenance import provenance
@@ -243,7 +244,7 @@ class Agent:
 
             if callback is not None and (self.num_steps % cfg.log_interval == 0
                                          or self.num_steps == total_steps):
-                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                metrics = {**self.stats.metrics(), **host_floats(losses),
                            "steps_per_second": rate(self.num_steps)}
                 if callback(self, metrics) is False:
                     break
@@ -283,7 +284,7 @@ class Agent:
                 owed -= int(owed)
             if callback is not None and (crossed(before, self.num_steps, cfg.log_interval)
                                          or self.num_steps == total_steps):
-                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in losses.items()},
+                metrics = {**self.stats.metrics(), **host_floats(losses),
                            "steps_per_second": rate(self.num_steps)}
                 if callback(self, metrics) is False:
                     break
@@ -300,7 +301,7 @@ class Agent:
             self.num_steps += rollout_steps
             metrics = self.update(batch)
             if callback is not None:
-                metrics = {**self.stats.metrics(), **{k: float(v) for k, v in metrics.items()},
+                metrics = {**self.stats.metrics(), **host_floats(metrics),
                            "steps_per_second": rate(self.num_steps)}
                 if callback(self, metrics) is False:
                     break

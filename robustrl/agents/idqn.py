@@ -115,7 +115,7 @@ class IDQN(MultiAgent):
     # ----------------------------------------------------------------- acting
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values for raw observations (..., n_agents, obs_dim), differentiable."""
-        return self.q(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
+        return self.q(self.inputs(obs, self.obs_normalizer))
 
     def epsilon(self) -> float:
         cfg = self.config

@@ -109,7 +109,7 @@ class MADDPG(MultiAgent):
     # ----------------------------------------------------------------- acting
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (discrete) or tanh actions in [-1, 1] for raw observations, differentiable."""
-        out = self.actor(self.inputs(obs, self.obs_rms if self.config.normalize_obs else None))
+        out = self.actor(self.inputs(obs, self.obs_normalizer))
         return out if self.discrete else torch.tanh(out)
 
     def _policy(self, net: nn.Module, x: torch.Tensor, explore: bool) -> torch.Tensor:

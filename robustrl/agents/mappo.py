@@ -112,13 +112,6 @@ class MAPPO(MultiAgent):
         self.updates = 0
 
     # ----------------------------------------------------------------- inputs
-    @property
-    def _rms(self) -> RunningMeanStd | None:
-        return self.obs_rms if self.config.normalize_obs else None
-
-    def _actor_in(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.inputs(obs, self._rms)).to(self.device)
-
     def _global(self, obs: np.ndarray, state: np.ndarray | None) -> np.ndarray:
         """(E, N, obs_dim), (E, state_dim) -> the centralized critic's state (E, state_dim)."""
         return state if self.use_env_state else obs.reshape(obs.shape[0], -1)
@@ -126,7 +119,7 @@ class MAPPO(MultiAgent):
     def _critic_in(self, obs: np.ndarray, state: np.ndarray | None) -> np.ndarray:
         """Critic input per agent: (E, N, critic_in) float32."""
         if not self.config.centralized_critic:
-            return self.inputs(obs, self._rms)
+            return self.inputs(obs, self.obs_normalizer)
         s = self._global(obs, state)
         if self.config.normalize_obs:
             s = self.state_rms.normalize(s)
@@ -143,7 +136,7 @@ class MAPPO(MultiAgent):
 
     def policy_output(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits / action means for raw observations (..., n_agents, obs_dim), differentiable."""
-        return self.net.actor(self.inputs(obs, self._rms))
+        return self.net.actor(self.inputs(obs, self.obs_normalizer))
 
     def _env_action(self, action: np.ndarray) -> np.ndarray:
         if self.discrete:
@@ -152,7 +145,7 @@ class MAPPO(MultiAgent):
 
     @torch.no_grad()
     def act_array(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        dist = self.net.distribution(self._actor_in(obs))
+        dist = self.net.distribution(self.net_inputs(obs))
         if deterministic:
             a = dist.probs.argmax(-1) if self.discrete else dist.mean
         else:
@@ -180,7 +173,7 @@ class MAPPO(MultiAgent):
                 self.obs_rms.update(self.obs.reshape(-1, self.obs_dim))
                 if cfg.centralized_critic:
                     self.state_rms.update(self._global(self.obs, self.state))
-            x = self.inputs(self.obs, self._rms)
+            x = self.inputs(self.obs, self.obs_normalizer)
             c = self._critic_in(self.obs, self.state)
             action, logp = self.net.sample(torch.from_numpy(actor(x)).to(self.device))
             action, logp_buf[t] = action.cpu().numpy(), logp.cpu().numpy()

@@ -26,6 +26,7 @@ import torch
 
 from robustrl.agents.base import Agent, Callback
 from robustrl.core.errors import RobustRLError
+from robustrl.core.logging import host_floats
 from robustrl.core.loop import StepRate, crossed, updates_per_step
 from robustrl.core.parallel import (
     ParallelEnvs,
@@ -109,12 +110,17 @@ class MultiAgent(Agent):
         ids = np.broadcast_to(self.ids, (*obs.shape[:-1], self.n_agents))
         return np.concatenate([obs, ids], -1)
 
+    @property
+    def obs_normalizer(self) -> Any:
+        """The observation normalizer `inputs` takes: `obs_rms`, or None without
+        normalize_obs."""
+        return self.obs_rms if self.config.normalize_obs else None
+
     def net_inputs(self, obs: Any) -> torch.Tensor:
         """`inputs` on the learner's device for raw observations (numpy, or a replayed CPU
         tensor): normalized on the host, as when acting, then moved in one copy."""
         obs = obs.numpy() if isinstance(obs, torch.Tensor) else obs
-        rms = self.obs_rms if self.config.normalize_obs else None
-        return torch.from_numpy(self.inputs(obs, rms)).to(self.device)
+        return torch.from_numpy(self.inputs(obs, self.obs_normalizer)).to(self.device)
 
     @property
     def attack_policy(self) -> AgentPolicies:
@@ -253,8 +259,7 @@ class MultiAgent(Agent):
                 sync_targets()
             if callback is not None and self.num_steps - last_log >= cfg.log_interval:
                 last_log = self.num_steps
-                logged = {**self.stats.metrics(), **{k: float(v) for k, v in metrics.items()},
-                          **log_extras(),
+                logged = {**self.stats.metrics(), **host_floats(metrics), **log_extras(),
                           "steps_per_second": rate(self.num_steps)}
                 if callback(self, logged) is False:
                     break

@@ -89,6 +89,12 @@ class MetricsLogger:
             self.tracker.close()
 
 
+def host_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    """An update's metrics as floats. Learners return them as 0-dim tensors and the loops call
+    this only when a log line is written, so a GPU run does not sync once per gradient step."""
+    return {k: float(v) for k, v in metrics.items()}
+
+
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
     """Rows of a metrics.csv as floats (empty cells skipped)."""
     with open(path, newline="") as f:

@@ -20,7 +20,7 @@ from robustrl.core.config import to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.guards import DATA_WAY_OUT, check_finite, check_logged, modules_of
 from robustrl.core.io import atomic_write_text
-from robustrl.core.logging import MetricsLogger
+from robustrl.core.logging import MetricsLogger, host_floats
 from robustrl.core.normalizer import FixedNormalizer
 from robustrl.core.progress import progress
 from robustrl.data.dataset import load_dataset
@@ -72,7 +72,7 @@ def train_manager(dataset: str | Path, steps: int, out: str | Path | None = None
             metrics = manager.update(*sequences.sample(config.batch_size))
             n = manager.num_updates
             if n % log_every == 0 or n == steps:
-                metrics = {k: float(v) for k, v in metrics.items()}
+                metrics = host_floats(metrics)
                 now = time.perf_counter()
                 metrics["updates_per_s"] = log_every / max(now - tick, 1e-9)
                 tick = now

@@ -34,7 +34,7 @@ from robustrl.core.config import from_dict, replace, to_dict
 from robustrl.core.errors import RobustRLError
 from robustrl.core.guards import DATA_WAY_OUT, check_finite, check_logged, modules_of
 from robustrl.core.io import atomic_torch_save, atomic_write_text
-from robustrl.core.logging import MetricsLogger
+from robustrl.core.logging import MetricsLogger, host_floats
 from robustrl.core.normalizer import FixedNormalizer
 from robustrl.core.progress import progress
 from robustrl.core.provenance import provenance
@@ -300,7 +300,7 @@ def run_offline(cfg: OfflineRun, out: str | Path | None, resume: bool = False,
             metrics = worker.update(sampler.sample(cfg.agent.batch_size))
             n = worker.num_updates
             if n % r.log_every == 0 or n == r.steps:
-                metrics = {k: float(v) for k, v in metrics.items()}
+                metrics = host_floats(metrics)
                 now = time.perf_counter()
                 metrics["updates_per_s"] = (n - last_log) / max(now - tick, 1e-9)
                 last_log, tick = n, now
